@@ -1,0 +1,1 @@
+"""Kairan's delivery channels: one module per channel."""

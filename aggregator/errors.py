@@ -111,7 +111,9 @@ class RedirectError(FetchError):
 class HTTPStatusError(FetchError):
     error_class = "http"
 
-    def __init__(self, member_id: str, url: str, status: int, problem: str = "") -> None:
+    def __init__(
+        self, member_id: str, url: str, status: int, problem: str = ""
+    ) -> None:
         self.status = status
         super().__init__(member_id, url, problem or f"HTTP {status}")
 

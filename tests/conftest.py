@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,14 +20,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the operator's KAIRAN_* variables or proxies."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("KAIRAN_") or name.lower().endswith("_proxy"):
             monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture

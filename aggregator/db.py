@@ -1,0 +1,83 @@
+"""Open the SQLite file: pragmas, ownership check, migrations, unit_of_work().
+
+Every connection gets WAL, foreign keys and a busy timeout. Write paths run in
+``unit_of_work()``, which starts with ``BEGIN IMMEDIATE`` so that a writer takes the
+write lock up front instead of failing half-way with SQLITE_BUSY when it upgrades a
+read transaction (https://sqlite.org/lang_transaction.html#immediate).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from aggregator import migrations
+from aggregator.errors import NotKairanDatabaseError, StoreError
+
+# "KRN1" as a 32-bit integer: marks the file as Kairan's (PRAGMA application_id).
+APPLICATION_ID = 0x4B524E31
+BUSY_TIMEOUT_MS = 5000
+
+
+def open_database(path: Path, *, create: bool = True) -> sqlite_utils.Database:
+    """Open (and, with ``create``, initialise or migrate) Kairan's database."""
+    if not create and not path.exists():
+        raise StoreError(f"{path}: no database; run `kairan init` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        db = sqlite_utils.Database(conn)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot open the database") from e
+    try:
+        _configure(db, path)
+        migrations.apply(db, str(path))
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _configure(db: sqlite_utils.Database, path: Path) -> None:
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA foreign_keys = ON")
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        is_empty = not db.table_names()
+        if app_id == 0 and is_empty:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        elif app_id != APPLICATION_ID:
+            raise NotKairanDatabaseError(f"{path}: not a Kairan database")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{path}: cannot enable WAL mode (got {mode})")
+        db.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path}: not a usable SQLite database") from e
+
+
+@contextmanager
+def unit_of_work(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction (``BEGIN IMMEDIATE``); nested calls become savepoints."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    try:
+        db.conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        raise StoreError("the database is busy or read-only") from e
+    try:
+        yield db
+    except BaseException:
+        db.conn.rollback()
+        raise
+    try:
+        db.conn.commit()
+    except sqlite3.Error as e:
+        db.conn.rollback()
+        raise StoreError("could not commit to the database") from e

@@ -1,0 +1,139 @@
+"""Ordered, named schema migrations; refuse a database newer than this code."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+from aggregator.errors import SchemaVersionError, StoreError
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+MIGRATIONS = sqlite_utils.Migrations("kairan")
+KNOWN: list[str] = []  # every migration name this code knows, in order
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    """Register a migration with sqlite-utils and in KNOWN."""
+
+    def register(fn: Migration) -> Migration:
+        KNOWN.append(name)
+        return MIGRATIONS(name=name)(fn)
+
+    return register
+
+
+def run_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run ;-separated DDL inside the migration's transaction.
+
+    ``executescript`` would COMMIT the open transaction first, so a failing
+    migration could leave half a schema behind.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migration("0001_foundation")
+def foundation(db: sqlite_utils.Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE members (
+            id TEXT PRIMARY KEY,
+            configured_url TEXT NOT NULL,
+            url TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'new'
+                CHECK (state IN ('new', 'ok', 'failing', 'gone')),
+            etag TEXT,
+            last_modified TEXT,
+            body_hash TEXT,
+            baseline_done INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_poll_at TEXT,
+            last_polled_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_class TEXT,
+            moved_from TEXT,
+            moved_at TEXT
+        );
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL REFERENCES members(id),
+            title TEXT NOT NULL,
+            link TEXT,
+            summary_html TEXT NOT NULL,
+            content_html TEXT,
+            published TEXT,
+            updated TEXT,
+            first_seen TEXT NOT NULL,
+            changed_at TEXT NOT NULL,
+            author TEXT,
+            author_avatar TEXT,
+            thumbnail TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL CHECK (status IN ('baseline', 'new', 'edited')),
+            content_hash TEXT NOT NULL
+        );
+        CREATE INDEX entries_by_date ON entries (coalesce(published, first_seen));
+        CREATE INDEX entries_by_member ON entries (member_id);
+        -- The identity chain: every key an entry is known by points at one entry.
+        CREATE TABLE entry_keys (
+            key TEXT PRIMARY KEY,
+            entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE
+        ) WITHOUT ROWID;
+        CREATE INDEX entry_keys_by_entry ON entry_keys (entry_id);
+        -- Every member feed that carried an entry, with the copy it carried.
+        CREATE TABLE sightings (
+            entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+            member_id TEXT NOT NULL REFERENCES members(id),
+            feed_url TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            PRIMARY KEY (entry_id, member_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX sightings_by_member ON sightings (member_id);
+        -- Keys of removed entries: they never come back.
+        CREATE TABLE tombstones (
+            key TEXT PRIMARY KEY,
+            title TEXT,
+            removed_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE fetch_log (
+            id INTEGER PRIMARY KEY,
+            member_id TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            url TEXT NOT NULL,
+            status INTEGER,
+            error_class TEXT,
+            error TEXT,
+            duration_ms INTEGER NOT NULL,
+            new_count INTEGER NOT NULL DEFAULT 0,
+            edited_count INTEGER NOT NULL DEFAULT 0,
+            unchanged_count INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX fetch_log_by_member ON fetch_log (member_id, started_at);
+        """,
+    )
+
+
+def apply(db: sqlite_utils.Database, where: str) -> None:
+    """Apply pending migrations; refuse a database migrated by a newer Kairan."""
+    known = set(KNOWN)
+    try:
+        applied = {m.name for m in MIGRATIONS.applied(db)}
+        unknown = sorted(applied - known)
+        if unknown:
+            raise SchemaVersionError(
+                f"{where}: the database was upgraded by a newer kairan "
+                f"(unknown migration {unknown[0]}); upgrade kairan"
+            )
+        if MIGRATIONS.pending(db):
+            MIGRATIONS.apply(db)
+    except sqlite3.Error as e:
+        raise StoreError(f"{where}: could not migrate the database") from e

@@ -1,0 +1,62 @@
+"""Composition root: builds Settings, Database, Clock, RNG and the HTTP client once."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from aggregator import config, fetch
+from aggregator.clock import Clock, SystemClock
+from aggregator.db import open_database, unit_of_work
+from aggregator.hostlimits import HostLimits
+from aggregator.poller import Poller
+from aggregator.settings import Settings
+from aggregator.store import sync_members
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: sqlite_utils.Database
+    clock: Clock = field(default_factory=SystemClock)
+    rng: random.Random = field(default_factory=random.Random)
+
+    @asynccontextmanager
+    async def poller(self, *, strict: bool = False) -> AsyncIterator[Poller]:
+        poll = self.settings.poll
+        async with fetch.build_client(poll, self.settings.site) as client:
+            yield Poller(
+                settings=self.settings,
+                db=self.db,
+                clock=self.clock,
+                rng=self.rng,
+                client=client,
+                limits=HostLimits(poll.concurrency, poll.per_host),
+                strict=strict,
+            )
+
+
+@contextmanager
+def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    create: bool = True,
+) -> Iterator[Runtime]:
+    db = open_database(settings.database_path, create=create)
+    try:
+        with unit_of_work(db):
+            sync_members(db, settings.members)
+        yield Runtime(settings, db, clock or SystemClock(), rng or random.Random())
+    finally:
+        db.close()
+
+
+def load(config_path: str | Path | None) -> Settings:
+    return config.load_settings(config.find_config_path(config_path))

@@ -1,4 +1,4 @@
-"""JSON Feed 1.0/1.1 → ParsedFeed (stdlib json), plus the field helpers parse.py shares.
+"""JSON Feed 1.0/1.1 → ParsedFeed (stdlib json).
 
 JSON Feed: https://www.jsonfeed.org/version/1.1/ (1.0 differs only in `author`
 being one object where 1.1 has an `authors` array, and in having no `language`).
@@ -8,15 +8,19 @@ missing rather than failing the whole feed.
 
 from __future__ import annotations
 
-import email.utils
-import html
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from urllib.parse import urljoin
+from datetime import datetime
 
 from aggregator.errors import NotAFeedError, ParseError
+from aggregator.fields import (
+    absolute,
+    clean_text,
+    parse_date,
+    plain_to_html,
+    stripped_text,
+)
 from aggregator.models import ParsedEntry, ParsedFeed
 
 _VERSIONS = {
@@ -24,17 +28,6 @@ _VERSIONS = {
     "jsonfeed.org/version/1.1": "json11",
 }
 _VERSION_PREFIX = re.compile(r"^https?://(?:www\.)?", re.IGNORECASE)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # RFC 3986 §3.1, with authority
-
-# C0 controls other than tab, newline and carriage return are not allowed in XML
-# 1.0 and mean nothing in HTML; lone surrogates (which JSON "\ud800" escapes can
-# produce) cannot be encoded as UTF-8 at all.
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
-
-# Zone names that RFC 822 does not define but feeds use; email.utils reads an
-# unknown name as "no zone", which would make a JST time nine hours wrong.
-_UTC9 = timezone(timedelta(hours=9))
-_EXTRA_ZONES = {"JST": _UTC9, "KST": _UTC9}
 
 
 def parse_json_feed(data: bytes | str, url: str, member_id: str) -> ParsedFeed:
@@ -54,72 +47,6 @@ def parse_json_feed(data: bytes | str, url: str, member_id: str) -> ParsedFeed:
         entries=tuple(_entry(item, url, feed_author) for item in items),
         warnings=tuple(warnings),
     )
-
-
-def strip_controls(text: str) -> str:
-    """`text` without C0 control characters (tab, LF and CR kept) or lone surrogates."""
-    return _CONTROLS.sub("", text)
-
-
-def clean_text(value: object) -> str | None:
-    """A string field with control characters removed; None when absent or blank."""
-    if not isinstance(value, str):
-        return None
-    cleaned = strip_controls(value)
-    return cleaned if cleaned.strip() else None
-
-
-def stripped_text(value: object) -> str | None:
-    """An id, URL or tag: cleaned and stripped of surrounding whitespace."""
-    cleaned = clean_text(value)
-    return None if cleaned is None else cleaned.strip()
-
-
-def absolute(base: str, value: object) -> str | None:
-    """A URL field made absolute against `base`; None when absent."""
-    cleaned = stripped_text(value)
-    if cleaned is None or _SCHEME.match(cleaned):
-        return cleaned  # already absolute: kept as given (and urljoin is costly)
-    return urljoin(base, cleaned)
-
-
-def plain_to_html(value: object) -> str | None:
-    """Plain text escaped so that it can travel in an *_html field."""
-    cleaned = clean_text(value)
-    return None if cleaned is None else html.escape(cleaned, quote=False)
-
-
-def parse_date(raw: str) -> datetime | None:
-    """ISO 8601 / RFC 3339 or RFC 822 date → datetime, aware only if a zone was given.
-
-    RFC 822's "-0000" means "zone unknown" (RFC 5322 §3.3), so it gives a naive
-    datetime; so does a time with no zone at all. None when neither format fits.
-    """
-    text = raw.strip()
-    if not text:
-        return None
-    return _iso8601(text) or _rfc822(text)
-
-
-def _iso8601(text: str) -> datetime | None:
-    if text[-1] in "Zz":
-        text = text[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _rfc822(text: str) -> datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        zone = _EXTRA_ZONES.get(text.rsplit(None, 1)[-1].upper())
-        if zone is not None:
-            return parsed.replace(tzinfo=zone)
-    return parsed
 
 
 def _decode(data: bytes | str) -> tuple[str, list[str]]:

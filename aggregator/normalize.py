@@ -15,8 +15,9 @@ from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
 from urllib.parse import urlsplit
 
 from aggregator import urls
+from aggregator.fields import strip_controls
 from aggregator.models import Article, Candidate, ParsedEntry, ParsedFeed
-from aggregator.sanitize import clean_html, strip_controls, to_text
+from aggregator.sanitize import clean_html, to_text
 
 # Bumped whenever the hashed fields or their encoding change, so that a stored
 # hash of another version is recognisably not comparable (reader's _hash_utils).

@@ -25,15 +25,15 @@ import feedparser
 
 from aggregator import xmlguard
 from aggregator.errors import HostileXMLError, NotAFeedError, ParseError
-from aggregator.jsonfeed_in import (
+from aggregator.fields import (
     absolute,
     clean_text,
     parse_date,
-    parse_json_feed,
     plain_to_html,
     strip_controls,
     stripped_text,
 )
+from aggregator.jsonfeed_in import parse_json_feed
 from aggregator.models import ParsedEntry, ParsedFeed
 
 # Byte order marks, longest first (the UTF-32 LE mark starts with the UTF-16 one).

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import nh3
 
 from aggregator import urls
+from aggregator.fields import strip_controls
 
 _TAGS = frozenset(
     {
@@ -27,9 +28,6 @@ _LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 _IMAGE_SCHEMES = frozenset({"http", "https"})
 _DIMENSION = re.compile(r"[0-9]{1,5}%?")
 
-# C0/C1 controls except tab and newline, DEL, the noncharacters U+FFFE/U+FFFF (not
-# allowed in XML 1.0 §2.2) and lone surrogates (not encodable as UTF-8).
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 # A space before each block-level tag, so "<p>a</p><p>b</p>" reads "a b" as text.
 _BLOCK_TAG = re.compile(
     r"<(?=/?(?:p|br|div|li|tr|td|th|h[1-6]|blockquote|pre|figure|figcaption)\b)",
@@ -38,11 +36,6 @@ _BLOCK_TAG = re.compile(
 # Collapsed to one space; U+3000 (ideographic space) is kept: in Japanese text it is
 # punctuation, not layout.
 _WHITESPACE = re.compile(r"[^\S\u3000]+")
-
-
-def strip_controls(text: str) -> str:
-    """`text` without controls (tab, newline kept), U+FFFE/U+FFFF or surrogates."""
-    return _CONTROLS.sub("", text)
 
 
 def _safe_url(base: str | None, value: str, schemes: frozenset[str]) -> str | None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from aggregator.errors import NotAFeedError, ParseError
-from aggregator.jsonfeed_in import parse_date, parse_json_feed
+from aggregator.fields import parse_date
+from aggregator.jsonfeed_in import parse_json_feed
 from aggregator.models import ParsedFeed
 from tests.support import golden
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.sanitize import clean_html, strip_controls, to_text
+from aggregator.fields import strip_controls
+from aggregator.sanitize import clean_html, to_text
 
 BASE = "https://example.com/blog/feed.xml"
 

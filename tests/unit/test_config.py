@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import config
+from aggregator import config, config_values
 from aggregator.errors import ConfigError
 from aggregator.models import Member
 from aggregator.settings import (
@@ -218,7 +218,9 @@ def test_load_settings_reads_os_environ_by_default(
     ],
 )
 def test_parse_duration(value: object, seconds: int) -> None:
-    assert config.parse_duration(value, "poll.interval", Path("c.toml")) == seconds
+    assert (
+        config_values.parse_duration(value, "poll.interval", Path("c.toml")) == seconds
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +228,7 @@ def test_parse_duration(value: object, seconds: int) -> None:
 )
 def test_parse_duration_refuses(value: object) -> None:
     with pytest.raises(ConfigError) as caught:
-        config.parse_duration(value, "poll.interval", Path("c.toml"))
+        config_values.parse_duration(value, "poll.interval", Path("c.toml"))
     assert str(caught.value).startswith(
         'c.toml: poll.interval: must be a duration such as "30m" or "1h30m", got '
     )
@@ -234,7 +236,7 @@ def test_parse_duration_refuses(value: object) -> None:
 
 def test_negative_seconds_are_refused() -> None:
     with pytest.raises(ConfigError, match="must not be negative, got -1"):
-        config.parse_duration(-1, "webhooks.retry_schedule[0]", Path("c.toml"))
+        config_values.parse_duration(-1, "webhooks.retry_schedule[0]", Path("c.toml"))
 
 
 @pytest.mark.parametrize(

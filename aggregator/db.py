@@ -29,7 +29,11 @@ def open_database(path: Path, *, create: bool = True) -> sqlite_utils.Database:
         raise StoreError(f"{path}: no database; run `kairan init` first")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        # isolation_level=None: no implicit BEGIN. A write outside unit_of_work()
+        # commits at once instead of silently holding a transaction open.
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
         db = sqlite_utils.Database(conn)
     except sqlite3.Error as e:
         raise StoreError(f"{path}: cannot open the database") from e

@@ -20,6 +20,7 @@ import sqlite_utils
 
 from aggregator import backoff, fetch, logs, normalize, parse, store
 from aggregator.clock import Clock
+from aggregator.db import unit_of_work
 from aggregator.errors import FeedError, FeedGone, RateLimited, UsageError
 from aggregator.hostlimits import HostLimits
 from aggregator.ingest import FeedContext, IngestReport, PollRecord, ingest, save_poll
@@ -122,7 +123,8 @@ class Poller:
         on_member: Callable[[MemberReport], None] | None = None,
     ) -> CycleReport:
         started, t0 = self.clock.now(), self.clock.monotonic()
-        store.sync_members(self.db, self.settings.members)
+        with unit_of_work(self.db):
+            store.sync_members(self.db, self.settings.members)
         states = store.feed_states(self.db)
         due = select_due(
             self.settings.members, states, started, names=names, force=force

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import store
+from aggregator.db import unit_of_work
 from aggregator.models import EntryStatus, FeedState, Member, MemberState, StoredEntry
 from aggregator.poller import CycleReport
 from aggregator.runtime import open_runtime
@@ -31,16 +32,22 @@ class Harness:
         self.server = server
         self.clock = clock
         self.members: tuple[Member, ...] = ()
+        self.poll_overrides: dict[str, object] = {}
+        self.order: list[str] = []  # members in the order their polls finished
 
     def settings(self) -> Settings:
-        return settings(self.tmp_path, self.members, max_redirects=5)
+        return settings(self.tmp_path, self.members, **self.poll_overrides)
 
     async def poll(self, *names: str, force: bool = True) -> CycleReport:
         with open_runtime(
             self.settings(), clock=self.clock, rng=random.Random(7)
         ) as rt:
             async with rt.poller(strict=False) as poller:
-                return await poller.run_cycle(names, force=force)
+                return await poller.run_cycle(
+                    names,
+                    force=force,
+                    on_member=lambda m: self.order.append(m.member_id),
+                )
 
     def entries(self, member_id: str | None = None) -> list[StoredEntry]:
         with open_runtime(self.settings(), clock=self.clock) as rt:
@@ -168,9 +175,8 @@ async def test_a_removed_entry_never_returns(harness: Harness) -> None:
     harness.members = (member("city", url),)
     await harness.poll()
     victim = next(e for e in harness.entries() if e.title == ONE.title)
-    with open_runtime(harness.settings(), clock=harness.clock) as rt:
+    with open_runtime(harness.settings()) as rt, unit_of_work(rt.db):
         store.remove_entry(rt.db, victim.id, harness.clock.now())
-        rt.db.conn.commit()
     serve(harness, "/city.xml", ONE, TWO, THREE)
     await harness.poll()
     titles = {e.title for e in harness.entries()}
@@ -237,9 +243,8 @@ async def test_410_marks_gone_until_resumed(harness: Harness) -> None:
     await harness.poll()
     assert harness.state("gone").state is MemberState.GONE
     assert (await harness.poll(force=True)).members == ()  # not polled any more
-    with open_runtime(harness.settings()) as rt:
+    with open_runtime(harness.settings()) as rt, unit_of_work(rt.db):
         store.resume_member(rt.db, "gone")
-        rt.db.conn.commit()
     serve(harness, "/gone.xml", ONE)
     report = await harness.poll(force=False)
     assert [m.kind for m in report.members] == ["ok"]
@@ -298,7 +303,6 @@ async def test_a_crash_mid_feed_rolls_the_whole_feed_back(harness: Harness) -> N
             "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.title = 'boom' "
             "BEGIN SELECT RAISE(ABORT, 'simulated failure'); END"
         )
-        rt.db.conn.commit()
     report = await harness.poll()
     kinds = {m.member_id: m.kind for m in report.members}
     assert kinds == {"city": "internal_error", "ok": "ok"}
@@ -307,7 +311,6 @@ async def test_a_crash_mid_feed_rolls_the_whole_feed_back(harness: Harness) -> N
     assert not harness.state("city").baseline_done
     with open_runtime(harness.settings()) as rt:
         rt.db.execute("DROP TRIGGER refuse")
-        rt.db.conn.commit()
     report = await harness.poll("city")
     assert report.members[0].baseline == 3  # still the baseline: nothing was lost
     assert len(harness.entries("city")) == 3
@@ -321,7 +324,6 @@ async def test_strict_mode_reraises_internal_errors(harness: Harness) -> None:
             "CREATE TRIGGER refuse BEFORE INSERT ON entries "
             "BEGIN SELECT RAISE(ABORT, 'simulated failure'); END"
         )
-        rt.db.conn.commit()
         async with rt.poller(strict=True) as poller:
             with pytest.raises(Exception, match="simulated failure"):
                 await poller.run_cycle(force=True)
@@ -340,3 +342,26 @@ async def test_cp932_feed_is_stored_exactly(harness: Harness) -> None:
     harness.members = (member("sjis", harness.server.url("/sjis.xml")),)
     await harness.poll()
     assert [e.title for e in harness.entries()] == [text]
+
+
+async def test_a_slow_member_does_not_hold_up_the_others(harness: Harness) -> None:
+    harness.poll_overrides = {"timeout": 1.0}
+    harness.server.route("/slow.xml", Route(body=note_feed([ONE]), delay=3.0))
+    fast = [
+        serve(harness, f"/fast{n}.xml", Item(note_key(10 + n), f"記事{n}"))
+        for n in range(3)
+    ]
+    harness.members = (
+        member("slow", harness.server.url("/slow.xml")),
+        *(member(f"fast{n}", url) for n, url in enumerate(fast)),
+    )
+    report = await harness.poll()
+    assert harness.order[-1] == "slow"  # every fast member finished first
+    kinds = {m.member_id: (m.kind, m.error_class) for m in report.members}
+    assert kinds["slow"] == ("error", "timeout")
+    assert {k for k, v in kinds.items() if v == ("ok", None)} == {
+        "fast0",
+        "fast1",
+        "fast2",
+    }
+    assert len(harness.entries()) == 3

@@ -58,7 +58,6 @@ def test_a_database_from_a_newer_kairan_is_refused(tmp_path: Path) -> None:
         "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
         "VALUES ('kairan', '9999_from_the_future', '2030-01-01')"
     )
-    db.conn.commit()
     db.close()
     with pytest.raises(SchemaVersionError, match="newer kairan"):
         open_database(path)

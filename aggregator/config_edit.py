@@ -91,9 +91,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 @contextmanager
-def _editing(path: Path) -> Iterator[tuple[TOMLDocument, Settings]]:
+def _editing(
+    path: Path, *, dry_run: bool = False
+) -> Iterator[tuple[TOMLDocument, Settings]]:
     """Yield the document and its current settings; write it back if the block
-    finished and the result is valid."""
+    finished and the result is valid (with ``dry_run``, only validate it)."""
     text = config.read_config_text(path)
     current = _validate(text, path)
     doc = _parse(text, path)
@@ -101,7 +103,8 @@ def _editing(path: Path) -> Iterator[tuple[TOMLDocument, Settings]]:
     new_text = tomlkit.dumps(doc)
     if new_text != text:
         _validate(new_text, path)
-        _write_atomically(path, new_text)
+        if not dry_run:
+            _write_atomically(path, new_text)
 
 
 # --- the trailer of a table (see the module docstring) ------------------------------
@@ -191,9 +194,10 @@ def _refuse_clash(current: Settings, member: Member) -> None:
         raise UsageError(f'member "{owner.id}" already has the feed {member.feed}')
 
 
-def add_member(path: Path, member: Member) -> None:
-    """Append a [[members]] table; a clash of id or feed URL is refused."""
-    with _editing(path) as (doc, current):
+def add_member(path: Path, member: Member, *, dry_run: bool = False) -> None:
+    """Append a [[members]] table; a clash of id or feed URL, or a bad value, is
+    refused. ``dry_run`` checks all of that and writes nothing."""
+    with _editing(path, dry_run=dry_run) as (doc, current):
         _refuse_clash(current, member)
         _append_members(doc, path, [member])
 

@@ -27,7 +27,12 @@ def open_database(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     """Open (and, with ``create``, initialise or migrate) Kairan's database."""
     if not create and not path.exists():
         raise StoreError(f"{path}: no database; run `kairan init` first")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(
+            f"{path.parent}: cannot create the data directory: {e.strerror}"
+        ) from None
     try:
         # isolation_level=None: no implicit BEGIN. A write outside unit_of_work()
         # commits at once instead of silently holding a transaction open.

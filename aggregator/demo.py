@@ -74,7 +74,7 @@ def describe(cycle: CycleReport) -> str:
 async def cycles(rt: Runtime, server: FeedServer, say: Say) -> list[CycleReport]:
     reports = []
     async with rt.poller() as poller:
-        say("cycle 1: first poll of every member; the backlog is stored as baseline")
+        say("cycle 1: poll every member (a first poll stores the backlog as baseline)")
         reports.append(await poller.run_cycle(force=True))
         say("  " + describe(reports[-1]))
         say("cycle 2: nothing changed; every request is conditional")

@@ -13,6 +13,11 @@ from aggregator.errors import UsageError
 from aggregator.models import Member
 
 SLUG_BAD = re.compile(r"[^a-z0-9]+")
+# Our own outline attributes, so that export → import gives back the same members;
+# other readers see the standard ones (category holds prefecture and tags).
+NS = "urn:kairan:opml"
+ID, PREFECTURE = f"{{{NS}}}id", f"{{{NS}}}prefecture"
+ET.register_namespace("kairan", NS)
 
 
 def slugify(text: str) -> str:
@@ -51,20 +56,30 @@ def parse_opml(data: bytes, source: str, taken: set[str]) -> list[Member]:
         feed = (outline.get("xmlUrl") or "").strip()
         if not feed:
             continue
-        name = (outline.get("title") or outline.get("text") or feed).strip()
-        categories = [
-            c.strip().strip("/") for c in (outline.get("category") or "").split(",")
-        ]
-        members.append(
-            Member(
-                id=slug_for(name, feed, taken),
-                name=name,
-                feed=feed,
-                site=(outline.get("htmlUrl") or "").strip() or None,
-                tags=tuple(c for c in categories if c),
-            )
-        )
+        members.append(outline_member(outline, feed, taken))
     return members
+
+
+def outline_member(outline: ET.Element, feed: str, taken: set[str]) -> Member:
+    name = (outline.get("title") or outline.get("text") or feed).strip()
+    prefecture = (outline.get(PREFECTURE) or "").strip() or None
+    categories = [
+        c.strip().strip("/") for c in (outline.get("category") or "").split(",")
+    ]
+    wanted = (outline.get(ID) or "").strip()
+    if wanted and wanted not in taken and slugify(wanted) == wanted:
+        taken.add(wanted)
+        member_id = wanted
+    else:
+        member_id = slug_for(name, feed, taken)
+    return Member(
+        id=member_id,
+        name=name,
+        feed=feed,
+        site=(outline.get("htmlUrl") or "").strip() or None,
+        prefecture=prefecture,
+        tags=tuple(c for c in categories if c and c != prefecture),
+    )
 
 
 def build_opml(title: str, members: Sequence[Member]) -> bytes:
@@ -74,9 +89,11 @@ def build_opml(title: str, members: Sequence[Member]) -> bytes:
     body = ET.SubElement(root, "body")
     for member in members:
         attrs = {"type": "rss", "text": member.name, "title": member.name}
-        attrs["xmlUrl"] = member.feed
+        attrs |= {"xmlUrl": member.feed, ID: member.id}
         if member.site:
             attrs["htmlUrl"] = member.site
+        if member.prefecture:
+            attrs[PREFECTURE] = member.prefecture
         categories = [*([member.prefecture] if member.prefecture else []), *member.tags]
         if categories:
             attrs["category"] = ",".join(categories)

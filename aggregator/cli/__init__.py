@@ -2,13 +2,16 @@
 
 The CLI is one of the isolation boundaries: a `KairanError` becomes one line on
 stderr and a non-zero exit (2 for config and usage errors); any other exception
-prints one line asking for ``--debug``, which shows the traceback.
+becomes one line and exit 1. Lines that the operator may not be able to act on
+alone ask for ``--debug``, which prints the traceback before the same line and
+exit code.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+import traceback
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -18,28 +21,35 @@ from aggregator.cli import demo, entries, init, members, poll
 from aggregator.cli.context import CliState
 from aggregator.errors import KairanError
 
+DEBUG_HINT = "(rerun with --debug for the traceback)"
+
 
 class KairanGroup(TyperGroup):
     # typer vendors click and keeps its Context class private: hence Any.
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except KairanError as e:
-            if debug_requested(ctx):
-                raise
-            typer.echo(f"kairan: error: {e}", err=True)
-            raise typer.Exit(e.exit_code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except KairanError as e:
+            # A config or usage error (exit 2) is fixed by the operator from the
+            # message alone; anything else (the database, the disk) may need more.
+            fail(ctx, e, f"error: {e}", e.exit_code, hint=e.exit_code != 2)
         except Exception as e:
-            if debug_requested(ctx):
-                raise
-            typer.echo(
-                f"kairan: internal error: {type(e).__name__}: {e} "
-                "(rerun with --debug for the traceback)",
-                err=True,
-            )
-            raise typer.Exit(1) from None
+            fail(ctx, e, f"internal error: {type(e).__name__}: {e}", 1, hint=True)
+
+
+def fail(
+    ctx: Any, error: Exception, message: str, code: int, *, hint: bool
+) -> NoReturn:
+    """One line on stderr and the exit code; --debug puts the traceback first
+    (the exit code stays the same, so scripts behave alike with and without it)."""
+    debug = debug_requested(ctx)
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    suffix = f" {DEBUG_HINT}" if hint and not debug else ""
+    typer.echo(f"kairan: {message}{suffix}", err=True)
+    raise typer.Exit(code) from None
 
 
 def debug_requested(ctx: Any) -> bool:

@@ -46,11 +46,22 @@ def open_runtime(ctx: typer.Context, *, create: bool = True) -> Iterator[Runtime
         yield rt
 
 
-def quiet_logs() -> None:
-    """Commands that print their own summary keep routine log lines off the terminal."""
+def quiet_logs(ctx: typer.Context) -> None:
+    """Commands that print their own summary keep routine log lines off the terminal
+    (unless --debug asked for them).
+
+    Loading the settings sets the configured log level, so they are loaded first:
+    the level set here must come after, or it would be overwritten.
+    """
+    cli = state(ctx)
+    cli.settings()
     logger = logging.getLogger(logs.LOGGER_NAME)
-    if logger.level < logging.WARNING:
+    if not cli.debug and logger.level < logging.WARNING:
         logger.setLevel(logging.WARNING)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def print_json(value: Any) -> None:

@@ -23,8 +23,9 @@ def parse_since(value: str | None, tz: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as e:
-        raise UsageError(f"--since: not a date: {value!r} (use YYYY-MM-DD)") from e
+    except ValueError:
+        # from None: the message says it all; datetime's wording would repeat it
+        raise UsageError(f"--since: not a date: {value!r} (use YYYY-MM-DD)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     return parsed.astimezone(UTC)
@@ -60,7 +61,8 @@ def list_entries(
 ) -> None:
     """Stored articles, newest first."""
     with open_runtime(ctx) as rt:
-        if member is not None and rt.settings.member(member) is None:
+        # a member removed from config.toml keeps its state row and its articles
+        if member is not None and member not in store.feed_states(rt.db):
             raise UsageError(f'no member with id "{member}"')
         entries = store.list_entries(
             rt.db,

@@ -34,7 +34,7 @@ def init(
             path.write_text(config.INIT_TEMPLATE, encoding="utf-8")
             typer.echo(f"wrote {path}")
     except OSError as e:
-        raise UsageError(f"{path}: cannot write: {e.strerror}") from e
+        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
     settings = config.load_settings(path)
     open_database(settings.database_path).close()
     typer.echo(f"database ready at {settings.database_path}")

@@ -9,12 +9,19 @@ from typing import Annotated, Any
 import typer
 
 from aggregator import config_edit, opml, store
-from aggregator.cli.context import open_runtime, print_json, print_table, state
+from aggregator.cli.context import (
+    open_runtime,
+    plural,
+    print_json,
+    print_table,
+    state,
+)
 from aggregator.clock import SystemClock
 from aggregator.db import unit_of_work
-from aggregator.errors import UsageError
+from aggregator.errors import FeedError, UsageError
 from aggregator.models import Member
 from aggregator.probe import probe_feed
+from aggregator.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="List and manage members (config.toml).")
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -86,11 +93,25 @@ def add(
         prefecture=prefecture,
         tags=tuple(tags or ()),
     )
+    # before any request: a taken id or feed, or a bad value, is refused unfetched
+    config_edit.add_member(settings.path, member, dry_run=True)
     if not no_check:
-        feed = asyncio.run(probe_feed(settings, member_id, url, SystemClock()))
-        typer.echo(f"{url}: {feed.format} feed, {len(feed.entries)} items")
+        check_feed(settings, member)
     config_edit.add_member(settings.path, member)
     typer.echo(f"added member {member_id} to {settings.path}")
+
+
+def check_feed(settings: Settings, member: Member) -> None:
+    """Fetch and parse the feed once; what is not a feed is refused with the reason."""
+    try:
+        feed = asyncio.run(probe_feed(settings, member.id, member.feed, SystemClock()))
+    except FeedError as e:
+        raise UsageError(
+            f"{member.feed}: not added: {e.problem} ({e.error_class})"
+        ) from None
+    typer.echo(
+        f"{member.feed}: {feed.format} feed, {plural(len(feed.entries), 'item')}"
+    )
 
 
 @app.command("remove")
@@ -138,14 +159,14 @@ def import_opml(
     try:
         data = file.read_bytes()
     except OSError as e:
-        raise UsageError(f"{file}: cannot read: {e.strerror}") from e
+        raise UsageError(f"{file}: cannot read: {e.strerror}") from None
     taken = {m.id for m in settings.members}
-    known_feeds = {m.feed for m in settings.members}
-    members = [
-        m for m in opml.parse_opml(data, str(file), taken) if m.feed not in known_feeds
-    ]
+    members = opml.parse_opml(data, str(file), taken)
+    # import_members skips the feeds that are members already
     added = config_edit.import_members(settings.path, members)
-    typer.echo(f"imported {len(added)} members: {', '.join(added) or 'none new'}")
+    typer.echo(
+        f"imported {plural(len(added), 'member')}: {', '.join(added) or 'none new'}"
+    )
 
 
 @app.command("export-opml")

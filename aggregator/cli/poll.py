@@ -12,7 +12,7 @@ import typer
 
 from aggregator import store
 from aggregator.cli.context import open_runtime, print_json, print_table, quiet_logs
-from aggregator.poller import CycleReport, MemberReport
+from aggregator.poller import CycleReport, MemberReport, select_due
 from aggregator.runtime import Runtime
 from aggregator.timefmt import to_db
 
@@ -37,7 +37,7 @@ def poll(
     Requests stay conditional (ETag / Last-Modified). Exits 0 when the cycle ran,
     even if some members failed: their errors are in the summary and `status`.
     """
-    quiet_logs()
+    quiet_logs(ctx)
     with open_runtime(ctx) as rt:
         report = asyncio.run(run_poll(rt, members or [], force, show_bar=not as_json))
     if as_json:
@@ -52,8 +52,16 @@ async def run_poll(
     async with rt.poller() as poller:
         if not (show_bar and sys.stderr.isatty()):
             return await poller.run_cycle(names, force=force)
-        total = len(rt.settings.members) if (force or not names) else len(names)
-        with typer.progressbar(length=total, label="polling", file=sys.stderr) as bar:
+        due = select_due(
+            rt.settings.members,
+            store.feed_states(rt.db),
+            rt.clock.now(),
+            names=names,
+            force=force,
+        )
+        with typer.progressbar(
+            length=len(due), label="polling", file=sys.stderr
+        ) as bar:
             return await poller.run_cycle(
                 names, force=force, on_member=lambda _: bar.update(1)
             )

@@ -2,4 +2,6 @@
 
 from aggregator.cli import main
 
-main()
+# Guarded: the parser pool's spawned workers import __main__ again.
+if __name__ == "__main__":
+    main()

@@ -88,6 +88,7 @@ _POLL = {
     "max_redirects": Option(integer(0, 10)),
     "user_agent": Option(user_agent),
     "notify_backlog": Option(boolean),
+    "parse_workers": Option(integer(0, 32)),
 }
 _EMAIL = {
     "host": Option(text),
@@ -330,6 +331,9 @@ max_redirects = 5       # redirect hops followed (0 to 10)
 user_agent = ""
 # A member's first poll stores its backlog without notifying anyone; true notifies.
 notify_backlog = false
+# Processes that parse feeds beside the poller (0: parse in the poller itself).
+# Unset: one per CPU core beyond the first, at most 4.
+# parse_workers = 1
 
 [email]
 # The SMTP server that sends notifications.

@@ -140,6 +140,10 @@ class RateLimited(HTTPStatusError):
 class ParseError(FeedError):
     error_class = "parse"
 
+    def __reduce__(self) -> tuple[type[ParseError], tuple[str, str, str]]:
+        # Raised in the parser's worker process and pickled back to the poller.
+        return (type(self), (self.member_id, self.url, self.problem))
+
 
 class NotAFeedError(ParseError):
     error_class = "not_a_feed"

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import socket
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
@@ -77,22 +79,52 @@ def user_agent(poll: PollSettings, site: SiteSettings) -> str:
     return f"Kairan/{__version__} (+{site.contact or site.base_url})"
 
 
-def build_client(poll: PollSettings, site: SiteSettings) -> httpx.AsyncClient:
-    """The process's one client for feeds; `fetch` follows redirects itself."""
+def build_client(
+    poll: PollSettings, site: SiteSettings, connections: int | None = None
+) -> httpx.AsyncClient:
+    """A client for feeds; `fetch` follows redirects itself."""
+    size = connections or poll.concurrency
     return httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,  # a feed poller must not pick up the environment's proxies
         timeout=httpx.Timeout(poll.timeout, connect=poll.connect_timeout),
-        limits=httpx.Limits(
-            max_connections=poll.concurrency,
-            max_keepalive_connections=poll.concurrency,
-        ),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         headers={
             "User-Agent": user_agent(poll, site),
             "Accept": ACCEPT,
             "Accept-Encoding": _accept_encoding(),
         },
     )
+
+
+# httpcore's connection pool spends CPU in proportion to its size on every request:
+# one pool of 50 connections costs ~4x the CPU of ten pools of 5 for the same 1,000
+# requests (bench/README.md, "Where the time goes"). So the process keeps a few
+# small pools, and each member always uses the same one (its keep-alive connection
+# survives from one cycle to the next).
+POOL_CONNECTIONS = 5
+
+
+class Clients:
+    """The process's HTTP clients for feeds: small pools, one chosen per member."""
+
+    def __init__(self, poll: PollSettings, site: SiteSettings) -> None:
+        pools = max(1, math.ceil(poll.concurrency / POOL_CONNECTIONS))
+        size = math.ceil(poll.concurrency / pools)
+        self._clients = [build_client(poll, site, size) for _ in range(pools)]
+
+    def for_key(self, key: str) -> httpx.AsyncClient:
+        return self._clients[zlib.crc32(key.encode()) % len(self._clients)]
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+    async def __aenter__(self) -> Clients:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def _accept_encoding() -> str:

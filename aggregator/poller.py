@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import httpx
 import sqlite_utils
 
-from aggregator import backoff, fetch, logs, normalize, parse, store
+from aggregator import backoff, fetch, logs, normalize, store
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
 from aggregator.errors import FeedError, FeedGone, RateLimited, UsageError
@@ -32,6 +31,7 @@ from aggregator.models import (
     MemberState,
     NotModified,
 )
+from aggregator.parse_runner import ParseRunner
 from aggregator.settings import Settings
 from aggregator.store import FetchOutcome
 
@@ -111,8 +111,9 @@ class Poller:
     db: sqlite_utils.Database
     clock: Clock
     rng: random.Random
-    client: httpx.AsyncClient
+    clients: fetch.Clients
     limits: HostLimits
+    parser: ParseRunner
     strict: bool = False
 
     async def run_cycle(
@@ -182,7 +183,8 @@ class Poller:
     ) -> MemberReport:
         poll = self.settings.poll
         request = FetchRequest(member.id, state.url, state.validators)
-        result = await fetch.fetch(self.client, self.limits, request, poll, self.clock)
+        client = self.clients.for_key(member.id)
+        result = await fetch.fetch(client, self.limits, request, poll, self.clock)
         if result.moved_to:
             log.warning(
                 "poll.moved",
@@ -192,12 +194,8 @@ class Poller:
         moved_from = state.url if result.moved_to else None
         ttl = None
         if isinstance(result, Fetched) and body_hash(result.body) != state.body_hash:
-            feed = await asyncio.to_thread(
-                parse.parse_feed,
-                result.body,
-                result.content_type,
-                result.url,
-                member.id,
+            feed = await self.parser.parse(
+                result.body, result.content_type, result.url, member.id
             )
             for warning in feed.warnings:
                 log.warning(

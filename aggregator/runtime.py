@@ -14,6 +14,7 @@ from aggregator import config, fetch
 from aggregator.clock import Clock, SystemClock
 from aggregator.db import open_database, unit_of_work
 from aggregator.hostlimits import HostLimits
+from aggregator.parse_runner import ParseRunner
 from aggregator.poller import Poller
 from aggregator.settings import Settings
 from aggregator.store import sync_members
@@ -29,16 +30,21 @@ class Runtime:
     @asynccontextmanager
     async def poller(self, *, strict: bool = False) -> AsyncIterator[Poller]:
         poll = self.settings.poll
-        async with fetch.build_client(poll, self.settings.site) as client:
-            yield Poller(
-                settings=self.settings,
-                db=self.db,
-                clock=self.clock,
-                rng=self.rng,
-                client=client,
-                limits=HostLimits(poll.concurrency, poll.per_host),
-                strict=strict,
-            )
+        parser = ParseRunner(poll.parse_workers)
+        try:
+            async with fetch.Clients(poll, self.settings.site) as clients:
+                yield Poller(
+                    settings=self.settings,
+                    db=self.db,
+                    clock=self.clock,
+                    rng=self.rng,
+                    clients=clients,
+                    limits=HostLimits(poll.concurrency, poll.per_host),
+                    parser=parser,
+                    strict=strict,
+                )
+        finally:
+            parser.close()
 
 
 @contextmanager

@@ -78,6 +78,8 @@ def clean_html(html: str, base: str | None) -> str:
 
 def to_text(html: str) -> str:
     """Plain text of markup: tags dropped, entities decoded, whitespace collapsed."""
+    if "<" not in html and "&" not in html:  # most titles: no markup to parse
+        return _WHITESPACE.sub(" ", strip_controls(html)).strip()
     markup = _BLOCK_TAG.sub(" <", strip_controls(html))
     text = nh3.clean(markup, tags=set(), clean_content_tags=set(_DROP_WITH_CONTENT))
     return _WHITESPACE.sub(" ", strip_controls(html_lib.unescape(text))).strip()

@@ -51,6 +51,7 @@ class PollSettings:
     max_redirects: int = 5
     user_agent: str = ""  # empty: built from the site's contact
     notify_backlog: bool = False  # a member's first poll stores its backlog silently
+    parse_workers: int | None = None  # processes that parse; None: one per spare core
 
 
 MIN_INTERVAL = 300  # SPEC: never poll a feed more often than every 5 minutes

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # one ingest formats the same `now` for every row
 def to_db(value: datetime | None) -> str | None:
     if value is None:
         return None

@@ -18,7 +18,9 @@ def member(member_id: str, feed: str, **overrides: Any) -> Member:
 
 def settings(tmp_path: Path, members: tuple[Member, ...] = (), **poll: Any) -> Settings:
     """Settings for a test: data in tmp_path, quick timeouts, given poll overrides."""
-    base = PollSettings(connect_timeout=2.0, timeout=5.0, jitter=0.0)
+    # parse_workers=0: parse in a thread; tests/integration/test_parse_runner.py
+    # covers the worker processes once, instead of every test paying their start.
+    base = PollSettings(connect_timeout=2.0, timeout=5.0, jitter=0.0, parse_workers=0)
     return Settings(
         path=tmp_path / "config.toml",
         data_dir=tmp_path / "data",

@@ -183,3 +183,9 @@ def test_clean_html_never_emits_a_script_url(markup: str) -> None:
         assert all(
             u.startswith(("https://", "http://", "mailto:")) for u in _hrefs(cleaned)
         )
+
+
+@given(st.text().filter(lambda s: "<" not in s and "&" not in s))
+def test_to_text_fast_path_agrees_with_the_markup_path(text: str) -> None:
+    # plain text skips nh3; an empty inline element forces the full path
+    assert to_text(text) == to_text(text + "<b></b>")

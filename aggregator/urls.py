@@ -14,6 +14,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 _C0_OR_SPACE = "".join(chr(c) for c in range(0x21))
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
 
+_ABSOLUTE_WEB = re.compile(r"https?://[^/?#]", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PORT = re.compile(r"[0-9]*")  # ASCII only: str.isdigit also accepts "²"
 
@@ -117,7 +118,9 @@ def host(url: str) -> str:
 def resolve(base: str | None, url: str) -> str:
     """`url` made absolute against `base` (RFC 3986 §5); trimmed `url` on failure."""
     cleaned = _clean(url)
-    if not base:
+    if not base or _ABSOLUTE_WEB.match(cleaned):
+        # already absolute: urljoin would return it as it is, at a cost that
+        # shows in the cold-poll profile (every href and src of every entry)
         return cleaned
     try:
         return urljoin(_clean(base), cleaned)

@@ -244,3 +244,10 @@ def test_note_key_ignores_host_and_query(
     link = _join(scheme, host, f"/someone/n/{KEY}", [query, *tracking])
     assert urls.note_key(link) == KEY
     assert urls.note_key(link.replace("/someone", "", 1)) == KEY
+
+
+def test_resolve_keeps_an_absolute_url_as_given() -> None:
+    assert urls.resolve("https://a.example/x/", "HTTPS://b.example/c?d#e") == (
+        "HTTPS://b.example/c?d#e"
+    )
+    assert urls.resolve("https://a.example/x/", "../y") == "https://a.example/y"

@@ -14,7 +14,7 @@ from aggregator import store
 from aggregator.cli.context import open_runtime, print_json, print_table, quiet_logs
 from aggregator.poller import CycleReport, MemberReport, select_due
 from aggregator.runtime import Runtime
-from aggregator.timefmt import to_db
+from aggregator.timefmt import from_db, to_db
 
 
 def register(app: typer.Typer) -> None:
@@ -115,15 +115,21 @@ def status(
     """Members' health, articles, database size and SQLite version."""
     with open_runtime(ctx) as rt:
         doc = status_doc(rt)
+        tz = rt.settings.site.tz
     if as_json:
-        print_json(doc)
+        print_json(doc)  # times in UTC, as stored
         return
+
+    def local(value: str | None, missing: str) -> str:
+        when = from_db(value)
+        return when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else missing
+
     rows = [
         (
             m["id"],
             m["state"],
-            m["last_success"] or "never",
-            m["next_poll"] or "-",
+            local(m["last_success"], "never"),
+            local(m["next_poll"], "-"),
             m["articles"],
             m["per_week"],
             m["last_error"]
@@ -135,6 +141,7 @@ def status(
         ["member", "state", "last success", "next poll", "articles", "/week", "note"],
         rows,
     )
+    typer.echo(f"times in {tz.key}")
     typer.echo(
         f"database {doc['database']['path']} ({doc['database']['bytes']} bytes), "
         f"SQLite {doc['database']['sqlite_version']}, {doc['entries']} articles"

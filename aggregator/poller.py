@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import sqlite_utils
 
@@ -193,7 +194,8 @@ class Poller:
         url = result.moved_to or state.url
         moved_from = state.url if result.moved_to else None
         ttl = None
-        if isinstance(result, Fetched) and body_hash(result.body) != state.body_hash:
+        digest = body_hash(result.body) if isinstance(result, Fetched) else None
+        if isinstance(result, Fetched) and digest != state.body_hash:
             feed = await self.parser.parse(
                 result.body, result.content_type, result.url, member.id
             )
@@ -216,7 +218,7 @@ class Poller:
             url=url,
             moved_from=moved_from,
             validators=result.validators,
-            body_hash=body_hash(result.body) if isinstance(result, Fetched) else None,
+            body_hash=digest,
         )
         status = 304 if isinstance(result, NotModified) else result.status
         duration = self.clock.monotonic() - t0
@@ -246,10 +248,15 @@ class Poller:
             edited_ids=report.edited,
         )
 
+    @cached_property
+    def members_by_id(self) -> dict[str, Member]:
+        """Built once per poller, not once per polled feed."""
+        return {m.id: m for m in self.settings.members}
+
     def feed_context(self, member: Member, state: FeedState, url: str) -> FeedContext:
         return FeedContext(
             member=member,
-            members={m.id: m for m in self.settings.members},
+            members=self.members_by_id,
             feed_url=url,
             baseline_done=state.baseline_done,
             notify_backlog=self.settings.poll.notify_backlog,

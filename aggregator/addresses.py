@@ -36,18 +36,20 @@ def normalize_email(text: str) -> str:
 
     Surrounding spaces are dropped. The domain comes back lower-cased in its
     ASCII (IDNA) form (``A@例え.jp`` is ``A@xn--r8jz45g.jp``): that form needs no
-    SMTPUTF8, which many municipal mail servers do not offer. Only a local part
-    that is itself non-ASCII (RFC 6531) keeps a Unicode address. The local part
+    SMTPUTF8, which many municipal mail servers do not offer; for the same reason
+    a non-ASCII local part (RFC 6531) is refused. The local part
     keeps its case, because RFC 5321 §2.4 lets the receiving server treat it as
     case-sensitive.
     """
     address = text.strip(" ")
     _refuse_hostile(text, address)
+    local_part, _, domain = address.rpartition("@")
+    _refuse_compatibility_forms(text, local_part, domain)
     try:
         validated = validate_email(
             address,
             check_deliverability=False,
-            allow_smtputf8=True,
+            allow_smtputf8=False,
             allow_quoted_local=False,
             allow_domain_literal=False,
             allow_display_name=False,
@@ -55,7 +57,6 @@ def normalize_email(text: str) -> str:
         )
     except EmailNotValidError as e:
         raise _invalid(text, _sentence_to_clause(str(e))) from None
-    _refuse_compatibility_forms(text, validated.local_part, validated.domain)
     return validated.ascii_email or validated.normalized
 
 
@@ -96,7 +97,8 @@ def _refuse_compatibility_forms(text: str, local_part: str, domain: str) -> None
     Such a part is almost always an input-method slip, would need SMTPUTF8 to be
     delivered at all, and collides with its half-width twin in `address_key`;
     UTS #39 §3.3 (email security profile) asks for NFKC local parts too. The
-    domain needs no such check: IDNA has already mapped it.
+    domain needs no such check: IDNA maps it. Checked before email-validator, so
+    the message can suggest the half-width address.
     """
     folded = unicodedata.normalize("NFKC", local_part)
     if folded != local_part:

@@ -65,3 +65,27 @@ def _hinted_waits(
     if ttl_minutes is not None:
         waits.append(ttl_minutes * 60)
     return waits
+
+
+def next_retry(
+    attempt: int,
+    schedule: tuple[int, ...],
+    now: datetime,
+    rng: random.Random,
+    retry_after: float | None = None,
+    max_retry_after: float = 86400,
+) -> datetime | None:
+    """When to try a delivery again after its ``attempt``-th failure; None: give up.
+
+    ``schedule[n - 1]`` is the wait after the n-th failure, spread by ±10% so that
+    a recovered server is not hit by every retry in the same second. A server's
+    Retry-After (seconds) can lengthen the wait, up to ``max_retry_after``.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    if attempt > len(schedule):
+        return None
+    wait = _jittered(schedule[attempt - 1], 0.1, rng)
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, max_retry_after))
+    return now + timedelta(seconds=wait)

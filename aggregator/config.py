@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.config_values import (
+    DAY,
+    HOUR,
     KIB,
     MIB,
     WEEK,
@@ -102,6 +104,10 @@ _EMAIL = {
     "timeout": Option(timeout),
     "sender_name": Option(string),
     "postal_address": Option(string),
+    "retry_schedule": Option(durations),
+    "bounce_limit": Option(integer(1, 100)),
+    "confirm_ttl": Option(duration(HOUR, 30 * DAY)),
+    "unsubscribe_address": Option(optional(address)),
 }
 _WEBHOOKS = {
     "timeout": Option(timeout),
@@ -352,6 +358,13 @@ timeout = 30            # seconds per SMTP conversation (at most 300)
 # name and postal address in every message; they go into the footer.
 sender_name = ""
 postal_address = ""
+# After a failed attempt (SMTP 4xx, server down), wait this long before the next;
+# after the last wait the delivery fails (`kairan deliveries retry --failed`).
+retry_schedule = ["1m", "5m", "30m", "2h", "6h", "12h", "24h"]
+bounce_limit = 3        # hard bounces (5xx) before an address is no longer mailed
+confirm_ttl = "7d"      # how long a double opt-in confirmation link works
+# The mailto: of List-Unsubscribe (RFC 2369); unset: reply_to, else from.
+# unsubscribe_address = "unsubscribe@example.jp"
 
 [webhooks]
 timeout = 15            # seconds per POST (at most 300)

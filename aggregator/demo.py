@@ -1,37 +1,74 @@
-"""`kairan demo`: the pipeline offline, against the sandbox's sample feeds.
+"""`kairan demo`: the pipeline offline, with sample feeds and an SMTP sink.
 
-Three cycles into a throw-away data directory: the first stores every member's
-backlog (baseline, nobody would be notified), the second is all 304s (conditional
-GET, nothing parsed), and in the third yokosuka has published a new article, which
-is stored as new.
+Three cycles into a fresh data directory: the first stores every member's
+backlog (baseline, nobody is notified); two followers subscribe; the second cycle
+is all 304s (conditional GET, nothing parsed); in the third yokosuka has published
+a new article, which is stored as new and mailed at once to the immediate
+follower. The next morning the daily follower gets a digest. Every mail lands as
+an .eml file in the data directory's mail/ folder.
+
+The demo runs on a story clock (28 November 2026, when the sample article
+appears), so the mail shows the times a real morning would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aggregator import store
+from aggregator import store, subscribers
+from aggregator.db import unit_of_work
+from aggregator.deliver import DeliveryReport
+from aggregator.models import Cadence, ConsentSource, Filters, Schedule, SubscriberKind
 from aggregator.poller import CycleReport
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.sandbox.demo_data import demo_feed_bytes, demo_feed_names, demo_members
 from aggregator.sandbox.feed_server import FeedServer, static_route
-from aggregator.settings import PollSettings, Settings, SiteSettings
+from aggregator.sandbox.smtp_sink import SmtpSink
+from aggregator.settings import EmailSettings, PollSettings, Settings, SiteSettings
 
 Say = Callable[[str], None]
 
 
-@contextmanager
-def demo_data_dir(data_dir: Path | None) -> Iterator[Path]:
-    if data_dir is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        yield data_dir
-        return
-    with tempfile.TemporaryDirectory(prefix="kairan-demo-") as tmp:
-        yield Path(tmp)
+# 28 Nov 2026 09:30 JST: before yokosuka's sample article of 11:00 appears.
+STORY_START = datetime(2026, 11, 28, 0, 30, tzinfo=UTC)
+FOLLOWERS = (
+    # address, cadence, language
+    ("taro@example.jp", Cadence.IMMEDIATE, "ja"),
+    ("reader@example.com", Cadence.DAILY, "en"),
+)
+
+
+@dataclass
+class StoryClock:
+    """Wall time that starts at STORY_START and moves only when the story does."""
+
+    current: datetime = STORY_START
+
+    def now(self) -> datetime:
+        return self.current
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+def demo_data_dir(data_dir: Path | None) -> Path:
+    """The given directory, or a new one under the system's temp directory.
+
+    It is kept afterwards either way, so the mail written there can be opened.
+    """
+    if data_dir is None:
+        return Path(tempfile.mkdtemp(prefix="kairan-demo-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
 
 
 def serve_feeds(server: FeedServer, *, next_cycle: bool) -> None:
@@ -43,16 +80,24 @@ def serve_feeds(server: FeedServer, *, next_cycle: bool) -> None:
     )
 
 
-def demo_settings(base_url: str, data_dir: Path) -> Settings:
+def demo_settings(base_url: str, data_dir: Path, smtp_port: int) -> Settings:
     return Settings(
         path=data_dir / "config.toml",
         data_dir=data_dir,
         site=SiteSettings(
             title="自治体AI活用ポータル (demo)",
-            base_url="http://127.0.0.1/",
+            base_url="http://127.0.0.1:8080/",
             contact="https://example.jp/kairan-demo",
         ),
         poll=PollSettings(timeout=10.0),
+        email=EmailSettings(
+            host="127.0.0.1",
+            port=smtp_port,
+            from_address="kairan-demo@example.jp",
+            sender_name="自治体AI活用ポータル事務局 (demo)",
+            postal_address="〒100-0001 東京都千代田区千代田1-1 (架空)",
+            timeout=10.0,
+        ),
         members=demo_members(base_url),
     )
 
@@ -71,32 +116,83 @@ def describe(cycle: CycleReport) -> str:
     )
 
 
-async def cycles(rt: Runtime, server: FeedServer, say: Say) -> list[CycleReport]:
+def add_followers(rt: Runtime, say: Say) -> None:
+    with unit_of_work(rt.db):
+        for address, cadence, language in FOLLOWERS:
+            new = subscribers.NewSubscriber(
+                kind=SubscriberKind.EMAIL,
+                address=address,
+                schedule=Schedule(cadence, hour=8),
+                filters=Filters(),
+                timezone=rt.settings.site.timezone,
+                language=language,
+                confirmed=True,
+                consent_source=ConsentSource.CLI,
+                consent_origin="cli:demo",
+            )
+            subscribers.add(rt.db, new, rt.key, rt.clock.now())
+            say(f"  {address}: {cadence} ({language})")
+
+
+def describe_mail(report: DeliveryReport) -> str:
+    sent = [r for r in report.results if r.outcome == "sent"]
+    if not sent:
+        return "  nothing due"
+    return "\n".join(
+        f"  sent {r.kind} mail to {r.address} ({r.articles} article(s))" for r in sent
+    )
+
+
+async def story(
+    rt: Runtime, clock: StoryClock, server: FeedServer, say: Say
+) -> list[CycleReport]:
     reports = []
     async with rt.poller() as poller:
         say("cycle 1: poll every member (a first poll stores the backlog as baseline)")
         reports.append(await poller.run_cycle(force=True))
         say("  " + describe(reports[-1]))
+        say("two followers subscribe:")
+        add_followers(rt, say)
+        clock.advance(timedelta(minutes=30))
         say("cycle 2: nothing changed; every request is conditional")
         reports.append(await poller.run_cycle(force=True))
         say("  " + describe(reports[-1]))
         serve_feeds(server, next_cycle=True)
+        clock.advance(timedelta(hours=1, minutes=30))
         say("cycle 3: yokosuka has published a new article")
         reports.append(await poller.run_cycle(force=True))
         say("  " + describe(reports[-1]))
+    async with rt.delivery_pass() as delivery:
+        say("delivery: the immediate follower is told at once")
+        say(describe_mail(await delivery.run()))
+        clock.current = datetime(2026, 11, 28, 23, 0, 30, tzinfo=UTC)
+        say("delivery the next morning at 08:00: the daily digest")
+        say(describe_mail(await delivery.run()))
     return reports
 
 
 def run_demo(say: Say, data_dir: Path | None = None) -> list[CycleReport]:
-    with FeedServer(record=False) as server, demo_data_dir(data_dir) as directory:
+    directory = demo_data_dir(data_dir)
+    mail_dir = directory / "mail"
+    with FeedServer(record=False) as server, SmtpSink(eml_dir=mail_dir) as sink:
         serve_feeds(server, next_cycle=False)
         say(f"sample feed server: {server.base_url}/ ({len(demo_feed_names())} feeds)")
-        settings = demo_settings(server.base_url + "/", directory)
-        with open_runtime(settings) as rt:
-            reports = asyncio.run(cycles(rt, server, say))
+        say(f"SMTP sink: {sink.url} (writes every message to {mail_dir}/)")
+        settings = demo_settings(server.base_url + "/", directory, sink.port)
+        clock = StoryClock()
+        with open_runtime(settings, clock=clock) as rt:
+            reports = asyncio.run(story(rt, clock, server, say))
             say_stored(rt, say)
-        say(f"database: {settings.database_path}" + ("" if data_dir else " (removed)"))
+    say(f"database: {settings.database_path}")
+    say_mail(mail_dir, say)
     return reports
+
+
+def say_mail(mail_dir: Path, say: Say) -> None:
+    files = sorted(mail_dir.glob("*.eml"))
+    say(f"mail ({len(files)} messages; open them in any mail program):")
+    for path in files:
+        say(f"  {path}")
 
 
 def say_stored(rt: Runtime, say: Say) -> None:

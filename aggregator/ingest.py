@@ -1,4 +1,4 @@
-"""The unit of work for one polled feed: one transaction = entries + fetch state.
+"""The unit of work for one polled feed: one transaction = entries + outbox + state.
 
 Only entries that are new or edited are sanitised (`normalize.finish`): an
 unchanged entry costs a key lookup, so a poll's cost follows what changed.
@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 
 import sqlite_utils
 
-from aggregator import dedup, normalize, store
+from aggregator import dedup, normalize, outbox, store
 from aggregator.db import unit_of_work
 from aggregator.models import Candidate, EntryStatus, Member, Verdict
 from aggregator.store import FetchOutcome
@@ -37,6 +37,7 @@ class IngestReport:
     unchanged: int = 0
     tombstoned: int = 0
     baseline: tuple[int, ...] = field(default=())
+    deliveries: int = 0  # outbox rows enqueued for the new entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ def ingest(
         new: list[int] = []
         edited: list[int] = []
         baseline: list[int] = []
+        announce: list[outbox.NewArticle] = []
         unchanged = tombstoned = 0
         status = dedup.initial_status(context.baseline_done, context.notify_backlog)
         for candidate in candidates:
@@ -116,7 +118,13 @@ def ingest(
                     db, article, context.member.id, status, now
                 )
                 owners.update(dict.fromkeys(candidate.keys, entry_id))
-                (baseline if status is EntryStatus.BASELINE else new).append(entry_id)
+                if status is EntryStatus.BASELINE:
+                    baseline.append(entry_id)
+                else:
+                    new.append(entry_id)
+                    announce.append(
+                        outbox.NewArticle(entry_id, context.member, article)
+                    )
             elif verdict is Verdict.EDITED:
                 entry_id = known.entry_id
                 article = normalize.finish(candidate, context.default_tz, now)
@@ -136,6 +144,7 @@ def ingest(
                 now,
             )
         report = IngestReport(
+            deliveries=outbox.enqueue_articles(db, announce, now),
             new=tuple(new),
             edited=tuple(edited),
             unchanged=unchanged,

@@ -122,6 +122,85 @@ def foundation(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("0002_followers")
+def followers(db: sqlite_utils.Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('email', 'webhook')),
+            address TEXT NOT NULL,
+            -- address_key: the canonical address, unique among subscribers
+            address_key TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'paused',
+                'unsubscribed', 'bouncing', 'disabled')),
+            state_reason TEXT,
+            state_changed_at TEXT NOT NULL,
+            cadence TEXT NOT NULL CHECK (cadence IN ('immediate', 'daily', 'weekly')),
+            hour INTEGER NOT NULL CHECK (hour BETWEEN 0 AND 23),
+            weekday INTEGER NOT NULL CHECK (weekday BETWEEN 0 AND 6),
+            timezone TEXT NOT NULL,
+            language TEXT NOT NULL CHECK (language IN ('ja', 'en')),
+            filter_members TEXT NOT NULL DEFAULT '[]',
+            filter_tags TEXT NOT NULL DEFAULT '[]',
+            filter_keywords TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            confirmed_at TEXT,
+            notify_since TEXT,
+            consent_at TEXT NOT NULL,
+            consent_source TEXT NOT NULL
+                CHECK (consent_source IN ('cli', 'import', 'web')),
+            consent_origin TEXT,
+            token_generation INTEGER NOT NULL DEFAULT 1,
+            unsubscribe_token_hash TEXT UNIQUE,
+            confirm_token_hash TEXT UNIQUE,
+            confirm_expires_at TEXT,
+            hard_bounces INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX subscribers_by_state ON subscribers (state);
+        -- Forgotten addresses, as hashes: a re-import cannot silently re-add them.
+        CREATE TABLE suppressions (
+            address_hash TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        -- One message: its Message-ID and Date are fixed when it is claimed.
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+            kind TEXT NOT NULL
+                CHECK (kind IN ('immediate', 'daily', 'weekly', 'confirm', 'webhook')),
+            message_id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX batches_by_subscriber ON batches (subscriber_id);
+        -- The outbox: one row per (article, subscriber, channel), written in the
+        -- transaction that stored the article. entry_id is NULL for a confirmation.
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            entry_id INTEGER REFERENCES entries(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending',
+                'sending', 'retry', 'sent', 'failed', 'cancelled')),
+            due_at TEXT NOT NULL,
+            lease_until TEXT,
+            batch_id INTEGER REFERENCES batches(id) ON DELETE SET NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (entry_id, subscriber_id, channel)
+        );
+        CREATE INDEX deliveries_due ON deliveries (state, due_at);
+        CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber_id, state);
+        CREATE INDEX deliveries_by_batch ON deliveries (batch_id)
+        """,
+    )
+
+
 def apply(db: sqlite_utils.Database, where: str) -> None:
     """Apply pending migrations; refuse a database migrated by a newer Kairan."""
     known = set(KNOWN)

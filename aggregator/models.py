@@ -221,3 +221,80 @@ class StoredEntry:
     status: EntryStatus
     content_hash: str
     tags: tuple[str, ...] = field(default=())
+
+
+# --- followers -----------------------------------------------------------------
+
+
+class SubscriberKind(enum.StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class SubscriberState(enum.StrEnum):
+    PENDING = "pending"  # waiting for the double opt-in confirmation
+    ACTIVE = "active"
+    PAUSED = "paused"  # by the operator: nothing is enqueued or sent
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCING = "bouncing"  # too many hard bounces: no longer mailed
+    DISABLED = "disabled"  # a webhook endpoint that is gone or failed for days
+
+
+class Cadence(enum.StrEnum):
+    IMMEDIATE = "immediate"  # one message per poll cycle with new articles
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a subscriber's mail is due; hour and weekday are in its own timezone."""
+
+    cadence: Cadence = Cadence.IMMEDIATE
+    hour: int = 8  # 0-23, local
+    weekday: int = 0  # 0 = Monday … 6 = Sunday (weekly only)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """None of them set: everything. Otherwise every set dimension must match."""
+
+    members: tuple[str, ...] = ()  # any of these member ids
+    tags: tuple[str, ...] = ()  # any of these tags (member tag, prefecture, own tag)
+    keywords: tuple[str, ...] = ()  # any of these in the title or summary (NFKC)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSubject:
+    """What a subscriber's filters are matched against, for one new article."""
+
+    member_id: str
+    tags: frozenset[str]  # the member's tags and prefecture, and the article's tags
+    text: str  # title and summary as plain text
+
+
+class ConsentSource(enum.StrEnum):
+    CLI = "cli"
+    IMPORT = "import"
+    WEB = "web"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    kind: SubscriberKind
+    address: str  # e-mail address or webhook URL
+    state: SubscriberState
+    schedule: Schedule
+    filters: Filters
+    timezone: str  # IANA name
+    language: str  # "ja" or "en"
+    created_at: datetime
+    confirmed_at: datetime | None
+    notify_since: datetime | None  # nothing published or first seen before it is sent
+    consent_at: datetime
+    consent_source: ConsentSource
+    consent_origin: str | None  # who or where: operator's user, file, client IP
+    hard_bounces: int = 0
+    state_reason: str | None = None
+    token_generation: int = 1

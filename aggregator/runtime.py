@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 
-from aggregator import config, fetch
+from aggregator import config, fetch, tokens
 from aggregator.clock import Clock, SystemClock
 from aggregator.db import open_database, unit_of_work
+from aggregator.deliver import DeliveryPass
+from aggregator.errors import ConfigError
 from aggregator.hostlimits import HostLimits
+from aggregator.mail_channel import EmailChannel, Mailer
 from aggregator.parse_runner import ParseRunner
 from aggregator.poller import Poller
 from aggregator.settings import Settings
@@ -26,6 +29,46 @@ class Runtime:
     db: sqlite_utils.Database
     clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
+    _key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> bytes:
+        """The site key that unsubscribe and confirmation tokens are derived from."""
+        if self._key is None:
+            self._key = tokens.load_or_create_key(self.settings.data_dir)
+        return self._key
+
+    def require_sender(self) -> None:
+        if not self.settings.email.from_address:
+            raise ConfigError(
+                str(self.settings.path),
+                "email.from",
+                "must be set before kairan can send e-mail",
+            )
+
+    @asynccontextmanager
+    async def delivery_pass(
+        self, mailer: Mailer | None = None
+    ) -> AsyncIterator[DeliveryPass]:
+        """A delivery pass over the e-mail channel (SMTP unless a mailer is given)."""
+        self.require_sender()
+        async with AsyncExitStack() as stack:
+            if mailer is None:
+                # Imported here: aiosmtplib is not needed by commands that never mail.
+                from notifiers.email import SmtpTransport
+
+                mailer = await stack.enter_async_context(
+                    SmtpTransport(self.settings.email)
+                )
+            channel = EmailChannel(self.settings, self.key, mailer)
+            yield DeliveryPass(
+                db=self.db,
+                settings=self.settings,
+                clock=self.clock,
+                rng=self.rng,
+                key=self.key,
+                channels={channel.name: channel},
+            )
 
     @asynccontextmanager
     async def poller(self, *, strict: bool = False) -> AsyncIterator[Poller]:

@@ -70,6 +70,11 @@ class EmailSettings:
     timeout: float = 30.0
     sender_name: str = ""  # 特定電子メール法: who sends
     postal_address: str = ""  # 特定電子メール法: where they are
+    # seconds to wait after the 1st, 2nd, … failed attempt; then the delivery fails
+    retry_schedule: tuple[int, ...] = (60, 300, 1800, 7200, 21600, 43200, 86400)
+    bounce_limit: int = 3  # hard bounces in a row before a subscriber is `bouncing`
+    confirm_ttl: int = 7 * 86400  # seconds a double opt-in link stays valid
+    unsubscribe_address: str | None = None  # List-Unsubscribe mailto; else reply_to
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -30,9 +30,10 @@ from aggregator.timefmt import from_db, from_db_required, to_db
 
 # SQLite's default limit on bound parameters is 999 on old builds: stay below it.
 CHUNK = 500
+T = TypeVar("T")
 
 
-def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from email import policy
 from pathlib import Path
 from typing import Any
 
@@ -763,3 +765,12 @@ def test_demo_polls_three_cycles(tmp_path: Path) -> None:
     assert "(6 not_modified, 1 ok)" in lines[third + 1]
     assert f"database: {data / 'kairan.sqlite3'}" in lines
     assert (data / "kairan.sqlite3").is_file()
+    # The new article is mailed at once to one follower, in the next morning's
+    # digest to the other, and both messages are files a user can open.
+    assert "  sent immediate mail to taro@example.jp (1 article(s))" in lines
+    assert "  sent daily mail to reader@example.com (1 article(s))" in lines
+    mails = sorted((data / "mail").glob("*.eml"))
+    assert [f"  {p}" for p in mails] == lines[-2:]
+    first = email.message_from_bytes(mails[0].read_bytes(), policy=policy.default)
+    assert first["To"] == "taro@example.jp"
+    assert "アイデアソン" in first["Subject"]

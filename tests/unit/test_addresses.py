@@ -27,7 +27,6 @@ from aggregator.errors import UsageError
         ("info@ｅｘａｍｐｌｅ.jp", "info@example.jp"),  # full-width domain mapped
         ("  taro@example.jp ", "taro@example.jp"),  # surrounding spaces dropped
         ("a+news@city.kobe.lg.jp", "a+news@city.kobe.lg.jp"),
-        ("山田@例え.jp", "山田@例え.jp"),  # internationalised local part (RFC 6531)
         ("Postmaster@example.jp", "postmaster@example.jp"),  # RFC 2142 role name
     ],
 )
@@ -57,12 +56,14 @@ def test_valid_addresses_are_normalised(raw, expected):
         ('"a b"@b.jp', "quoted local parts"),
         ('"x@evil.jp"@b.jp', "quoted local parts"),
         ("ｔａｒｏ@example.jp", "full-width"),
+        # RFC 6531 local parts need SMTPUTF8, which many servers lack
+        ("山田@例え.jp", "internationalized characters before the @-sign"),
         ("x" * 250 + "@b.jp", f"longer than {MAX_LENGTH}"),
         ("taro.example.jp", "@-sign"),
         ("taro@", "after the @-sign"),
         ("taro@localhost", "should have a period"),
         ("taro@[127.0.0.1]", "bracketed ip address"),
-        ("a\u202e@example.jp", "unsafe characters"),  # right-to-left override
+        ("a\u202e@example.jp", "right-to-left override"),  # right-to-left override
         ("taro@@example.jp", "invalid characters"),
         ("taro＠example.jp", "full-width"),  # the full-width at-sign
     ],

@@ -1,0 +1,265 @@
+"""One delivery pass: claim due messages, send them through their channel, record.
+
+Each chunk of messages is claimed in one transaction (with a lease), sent
+concurrently, and each outcome is committed on its own. A crash between the
+claim and the outcome leaves the rows `sending` until the lease runs out; the
+next pass then sends the same batch again: same articles, same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import sqlite_utils
+
+from aggregator import backoff, compose, logs, outbox, store, subscribers
+from aggregator.clock import Clock
+from aggregator.db import unit_of_work
+from aggregator.errors import UsageError
+from aggregator.models import StoredEntry, Subscriber
+from aggregator.settings import Settings
+from notifiers.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RecipientRejected,
+    TransientDeliveryError,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_PER_WORKER = 4  # messages claimed per sending worker and transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A claimed message with everything its channel needs to build it."""
+
+    claim: outbox.Claim
+    entries: tuple[StoredEntry, ...]
+    confirm: tuple[str, datetime] | None  # the live confirmation token, expiry
+
+
+class Channel(Protocol):
+    """A way to reach subscribers; raises DeliveryError when a send fails."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def concurrency(self) -> int:
+        """Messages in flight at once."""
+        ...
+
+    @property
+    def retry_schedule(self) -> tuple[int, ...]:
+        """Seconds to wait after the 1st, 2nd, … failure; then give up."""
+        ...
+
+    async def send(self, outgoing: Outgoing) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    batch_id: int | None  # None in a dry run for a message never claimed
+    subscriber_id: int
+    address: str
+    channel: str
+    kind: str
+    articles: int
+    outcome: str  # "sent", "retry", "failed" or "due" (dry run)
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    results: tuple[SendResult, ...]
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+
+@dataclass
+class DeliveryPass:
+    db: sqlite_utils.Database
+    settings: Settings
+    clock: Clock
+    rng: random.Random
+    key: bytes
+    channels: Mapping[str, Channel]
+
+    async def run(
+        self,
+        *,
+        channel: str | None = None,
+        subscriber_id: int | None = None,
+        dry_run: bool = False,
+    ) -> DeliveryReport:
+        """Send everything due now (on the chosen channels, for one subscriber)."""
+        names = self._channel_names(channel)
+        results: list[SendResult] = []
+        for name in names:
+            now = self.clock.now()
+            due = outbox.due_subscribers(self.db, now, name, subscriber_id)
+            if dry_run:
+                results += self._planned(due, now, name)
+                continue
+            chosen = self.channels[name]
+            size = max(1, chosen.concurrency) * CHUNK_PER_WORKER
+            for start in range(0, len(due), size):
+                results += await self._send_chunk(chosen, due[start : start + size])
+        return DeliveryReport(tuple(results))
+
+    def _channel_names(self, channel: str | None) -> list[str]:
+        if channel is None:
+            return sorted(self.channels)
+        if channel not in self.channels:
+            known = ", ".join(sorted(self.channels)) or "none"
+            raise UsageError(f"no channel {channel!r} (available: {known})")
+        return [channel]
+
+    def _planned(
+        self, due: Sequence[int], now: datetime, name: str
+    ) -> list[SendResult]:
+        people = {i: subscribers.get(self.db, i) for i in due}
+        return [
+            SendResult(
+                batch_id=batch.batch_id,
+                subscriber_id=batch.subscriber_id,
+                address=people[batch.subscriber_id].address,
+                channel=name,
+                kind=outbox.batch_kind(batch, people[batch.subscriber_id]),
+                articles=sum(1 for e in batch.entry_ids if e is not None),
+                outcome="due",
+            )
+            for batch in outbox.plan(self.db, due, now, name)
+        ]
+
+    async def _send_chunk(
+        self, channel: Channel, subscriber_ids: Sequence[int]
+    ) -> list[SendResult]:
+        now = self.clock.now()
+        with unit_of_work(self.db):
+            claims = outbox.claim(
+                self.db,
+                subscriber_ids,
+                now,
+                self.lease(),
+                self.message_host(),
+                channel.name,
+            )
+        gate = asyncio.Semaphore(max(1, channel.concurrency))
+
+        async def one(claim: outbox.Claim) -> SendResult:
+            async with gate:
+                return await self._send_one(channel, claim)
+
+        return list(await asyncio.gather(*(one(c) for c in claims)))
+
+    def lease(self) -> timedelta:
+        """Long enough for one message, short enough that a crash costs little."""
+        timeout = max(self.settings.email.timeout, self.settings.webhooks.timeout)
+        return timedelta(seconds=max(300.0, 4 * timeout))
+
+    def message_host(self) -> str:
+        return compose.site_host(self.settings)
+
+    async def _send_one(self, channel: Channel, claim: outbox.Claim) -> SendResult:
+        try:
+            await channel.send(self._outgoing(claim))
+        except DeliveryError as e:
+            return self._failed(channel, claim, e)
+        except Exception as e:
+            log.exception("delivery.bug", extra=_fields(claim))
+            return self._failed(channel, claim, TransientDeliveryError(repr(e)))
+        with unit_of_work(self.db):
+            outbox.mark_sent(self.db, claim, self.clock.now())
+            subscribers.clear_bounces(self.db, claim.subscriber.id)
+        log.info("delivery.sent", extra=_fields(claim))
+        return self._result(claim, "sent")
+
+    def _outgoing(self, claim: outbox.Claim) -> Outgoing:
+        entries = tuple(store.get_entry(self.db, i) for i in claim.entry_ids)
+        confirm = (
+            subscribers.confirmation_link_token(self.db, claim.subscriber.id, self.key)
+            if claim.kind == "confirm"
+            else None
+        )
+        return Outgoing(claim, entries, confirm)
+
+    def _failed(
+        self, channel: Channel, claim: outbox.Claim, error: DeliveryError
+    ) -> SendResult:
+        now = self.clock.now()
+        problem = str(error)
+        retry_at = None
+        if isinstance(error, TransientDeliveryError):
+            retry_at = backoff.next_retry(
+                claim.attempts,
+                channel.retry_schedule,
+                now,
+                self.rng,
+                error.retry_after,
+            )
+            if retry_at is None:
+                problem = f"gave up after {claim.attempts} attempts: {problem}"
+        with unit_of_work(self.db):
+            if retry_at is not None:
+                outbox.mark_retry(self.db, claim, problem, retry_at)
+            else:
+                outbox.mark_failed(self.db, claim, problem)
+            if isinstance(error, RecipientRejected):
+                self._bounced(claim.subscriber, problem, now)
+        outcome = "retry" if retry_at is not None else "failed"
+        level = logging.WARNING if retry_at is not None else logging.ERROR
+        log.log(level, f"delivery.{outcome}", extra=_fields(claim, error=problem))
+        permanent = isinstance(error, PermanentDeliveryError)
+        return self._result(claim, outcome, problem, None if permanent else retry_at)
+
+    def _bounced(self, subscriber: Subscriber, problem: str, now: datetime) -> None:
+        limit = self.settings.email.bounce_limit
+        if subscribers.record_bounce(self.db, subscriber.id, now, limit, problem):
+            held = outbox.fail_unsent(
+                self.db, subscriber.id, f"subscriber is bouncing: {problem}"
+            )
+            log.warning(
+                "subscriber.bouncing",
+                extra=logs.fields(subscriber=subscriber.id, failed_unsent=held),
+            )
+
+    def _result(
+        self,
+        claim: outbox.Claim,
+        outcome: str,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> SendResult:
+        return SendResult(
+            batch_id=claim.batch_id,
+            subscriber_id=claim.subscriber.id,
+            address=claim.subscriber.address,
+            channel=claim.channel,
+            kind=claim.kind,
+            articles=len(claim.entry_ids),
+            outcome=outcome,
+            error=error,
+            retry_at=retry_at,
+        )
+
+
+def _fields(claim: outbox.Claim, **more: object) -> dict[str, object]:
+    return logs.fields(
+        subscriber=claim.subscriber.id,
+        batch=claim.batch_id,
+        channel=claim.channel,
+        kind=claim.kind,
+        articles=len(claim.entry_ids),
+        attempt=claim.attempts,
+        **more,
+    )

@@ -1,0 +1,507 @@
+"""SQL for the outbox: enqueue with the article, claim with a lease, record outcomes.
+
+A delivery row is written in the same transaction that stores its article, so a
+new article is never without its deliveries. Sending happens in *batches*: one
+batch is one message (an e-mail with all of a subscriber's due articles, or one
+webhook POST). A batch's articles, Message-ID and Date are fixed when it is first
+claimed, so a resend after a crash is the same message (ARCHITECTURE.md, "The only
+possible duplicate is the in-flight send").
+
+Delivery states::
+
+    pending ──claim──► sending ──► sent
+       ▲                  │ ├────► retry ──(due again)──► sending
+       │                  │ └────► failed ──(deliveries retry)──► pending
+       └─(lease expired: claimable again)
+    pending/retry/sending ──(unsubscribe)──► cancelled
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+from aggregator import subscribers
+from aggregator.digest_schedule import next_due
+from aggregator.errors import UsageError
+from aggregator.matching import Matcher, subject_for
+from aggregator.models import (
+    Article,
+    Member,
+    Schedule,
+    Subscriber,
+    SubscriberKind,
+    SubscriberState,
+)
+from aggregator.store import chunks, dict_rows, placeholders
+from aggregator.timefmt import from_db, from_db_required, to_db
+
+# A row is due when its time has come and nobody holds it, or its holder died.
+_DUE = """((d.state IN ('pending', 'retry') AND d.due_at <= :now)
+           OR (d.state = 'sending' AND d.lease_until <= :now))"""
+# Article rows go to active subscribers; a confirmation mail to a pending one.
+_SENDABLE = """(s.state = 'active' OR (d.entry_id IS NULL AND s.state = 'pending'))"""
+
+UNSENT_STATES = ("pending", "sending", "retry")
+DELIVERY_STATES = ("pending", "sending", "retry", "sent", "failed", "cancelled")
+
+
+def channel_of(subscriber: Subscriber) -> str:
+    return "email" if subscriber.kind is SubscriberKind.EMAIL else "webhook"
+
+
+# --- enqueue (inside ingest's transaction) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewArticle:
+    entry_id: int
+    member: Member
+    article: Article
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """The active subscribers, each with its compiled filter."""
+
+    subscribers: tuple[Subscriber, ...]
+    matchers: tuple[Matcher, ...]
+
+
+def load_audience(db: sqlite_utils.Database) -> Audience:
+    active = subscribers.list_subscribers(db, [SubscriberState.ACTIVE])
+    return Audience(
+        tuple(active), tuple(Matcher.from_filters(s.filters) for s in active)
+    )
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def due_time(schedule: Schedule, timezone: str, now: datetime) -> datetime:
+    return next_due(schedule, _zone(timezone), now)
+
+
+def enqueue_articles(
+    db: sqlite_utils.Database, articles: Sequence[NewArticle], now: datetime
+) -> int:
+    """One delivery per matching active subscriber and new article; returns rows added.
+
+    Never-notify rules: only NEW articles reach here (not the baseline backlog,
+    not edits), and an article published before a subscriber's `notify_since`
+    is skipped for that subscriber. Idempotent: UNIQUE(entry, subscriber, channel).
+    """
+    if not articles:
+        return 0
+    audience = load_audience(db)
+    rows: list[tuple[Any, ...]] = []
+    stamp = to_db(now)
+    dues: dict[tuple[Schedule, str], str | None] = {}
+    for item in articles:
+        subject = subject_for(
+            item.member.id,
+            item.member.tags,
+            item.member.prefecture,
+            item.article.tags,
+            item.article.title,
+            item.article.summary_html,
+        )
+        published = item.article.published or now
+        for subscriber, matcher in zip(
+            audience.subscribers, audience.matchers, strict=True
+        ):
+            since = subscriber.notify_since
+            if since is None or published < since or not matcher.matches(subject):
+                continue
+            when = (subscriber.schedule, subscriber.timezone)
+            if when not in dues:
+                dues[when] = to_db(due_time(*when, now))
+            rows.append(
+                (
+                    subscriber.id,
+                    item.entry_id,
+                    channel_of(subscriber),
+                    dues[when],
+                    stamp,
+                )
+            )
+    before = db.conn.total_changes
+    db.conn.executemany(
+        """INSERT OR IGNORE INTO deliveries
+               (subscriber_id, entry_id, channel, due_at, created_at)
+           VALUES (?, ?, ?, ?, ?)""",
+        rows,
+    )
+    return db.conn.total_changes - before
+
+
+def enqueue_confirmation(
+    db: sqlite_utils.Database, subscriber_id: int, now: datetime
+) -> None:
+    """The double opt-in mail goes through the outbox too, so it is never lost."""
+    stamp = to_db(now)
+    db.execute(
+        """INSERT INTO deliveries (subscriber_id, entry_id, channel, due_at, created_at)
+           VALUES (?, NULL, 'email', ?, ?)""",
+        [subscriber_id, stamp, stamp],
+    )
+
+
+# --- claim --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One message to send: its deliveries, articles and fixed identity."""
+
+    batch_id: int
+    subscriber: Subscriber
+    channel: str  # "email" or "webhook"
+    kind: str  # "immediate", "daily", "weekly", "confirm" or "webhook"
+    message_id: str
+    created_at: datetime  # the message's Date
+    delivery_ids: tuple[int, ...]
+    entry_ids: tuple[int, ...]  # empty for a confirmation
+    attempts: int  # this attempt included
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBatch:
+    """What a claim would take, before anything is written (also for --dry-run)."""
+
+    subscriber_id: int
+    channel: str
+    batch_id: int | None  # set when re-sending a batch claimed before
+    delivery_ids: tuple[int, ...]
+    entry_ids: tuple[int | None, ...]
+    attempts: int  # the highest so far
+
+
+def due_subscribers(
+    db: sqlite_utils.Database,
+    now: datetime,
+    channel: str | None = None,
+    subscriber_id: int | None = None,
+) -> list[int]:
+    """Subscribers with something due now, oldest due first."""
+    sql = f"""SELECT d.subscriber_id FROM deliveries d
+              JOIN subscribers s ON s.id = d.subscriber_id
+              WHERE {_DUE} AND {_SENDABLE}"""  # noqa: S608 (constant fragments)
+    params: dict[str, Any] = {"now": to_db(now)}
+    if channel is not None:
+        sql += " AND d.channel = :channel"
+        params["channel"] = channel
+    if subscriber_id is not None:
+        sql += " AND d.subscriber_id = :subscriber"
+        params["subscriber"] = subscriber_id
+    sql += " GROUP BY d.subscriber_id ORDER BY MIN(d.due_at), d.subscriber_id"
+    return [row[0] for row in db.execute(sql, params).fetchall()]
+
+
+def plan(
+    db: sqlite_utils.Database,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+    channel: str | None = None,
+) -> list[PlannedBatch]:
+    """Group the due rows of these subscribers into messages; writes nothing.
+
+    A row already in a batch goes out with that batch again. New e-mail rows of
+    one subscriber form one message; a confirmation and each webhook delivery
+    are messages of their own.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for ids in chunks(subscriber_ids):
+        params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
+        sql = f"""SELECT d.id, d.subscriber_id, d.entry_id, d.channel, d.batch_id,
+                         d.attempts
+                  FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                  WHERE d.subscriber_id IN ({", ".join(":" + p for p in params)})
+                    AND {_DUE} AND {_SENDABLE}"""  # noqa: S608 (constant fragments)
+        params["now"] = to_db(now)
+        if channel is not None:
+            sql += " AND d.channel = :channel"
+            params["channel"] = channel
+        for row in dict_rows(db.execute(sql + " ORDER BY d.id", params)):
+            groups.setdefault(_group_key(row), []).append(row)
+    return [
+        PlannedBatch(
+            subscriber_id=rows[0]["subscriber_id"],
+            channel=rows[0]["channel"],
+            batch_id=rows[0]["batch_id"],
+            delivery_ids=tuple(r["id"] for r in rows),
+            entry_ids=tuple(r["entry_id"] for r in rows),
+            attempts=max(r["attempts"] for r in rows),
+        )
+        for rows in groups.values()
+    ]
+
+
+def _group_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    if row["batch_id"] is not None:
+        return ("batch", row["batch_id"])
+    if row["entry_id"] is None or row["channel"] == "webhook":
+        return ("single", row["id"])
+    return ("new", row["subscriber_id"], row["channel"])
+
+
+def claim(
+    db: sqlite_utils.Database,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+    lease: timedelta,
+    message_host: str,
+    channel: str | None = None,
+) -> list[Claim]:
+    """Take the due messages of these subscribers for `lease`; the caller commits."""
+    claims: list[Claim] = []
+    lease_until = to_db(now + lease)
+    people = {i: subscribers.get(db, i) for i in set(subscriber_ids)}
+    for batch in plan(db, subscriber_ids, now, channel):
+        subscriber = people[batch.subscriber_id]
+        batch_id, message_id, created_at, kind = _batch_for(
+            db, batch, subscriber, now, message_host
+        )
+        db.conn.executemany(
+            """UPDATE deliveries SET state = 'sending', lease_until = ?,
+                   attempts = attempts + 1, batch_id = ?
+               WHERE id = ?""",
+            [(lease_until, batch_id, i) for i in batch.delivery_ids],
+        )
+        claims.append(
+            Claim(
+                batch_id=batch_id,
+                subscriber=subscriber,
+                channel=batch.channel,
+                kind=kind,
+                message_id=message_id,
+                created_at=created_at,
+                delivery_ids=batch.delivery_ids,
+                entry_ids=tuple(e for e in batch.entry_ids if e is not None),
+                attempts=batch.attempts + 1,
+            )
+        )
+    return claims
+
+
+def batch_kind(batch: PlannedBatch, subscriber: Subscriber) -> str:
+    if batch.channel == "webhook":
+        return "webhook"
+    if batch.entry_ids == (None,):
+        return "confirm"
+    return str(subscriber.schedule.cadence)
+
+
+def _batch_for(
+    db: sqlite_utils.Database,
+    batch: PlannedBatch,
+    subscriber: Subscriber,
+    now: datetime,
+    message_host: str,
+) -> tuple[int, str, datetime, str]:
+    if batch.batch_id is not None:
+        row = db.execute(
+            "SELECT message_id, created_at, kind FROM batches WHERE id = ?",
+            [batch.batch_id],
+        ).fetchone()
+        return batch.batch_id, row[0], from_db_required(row[1]), row[2]
+    kind = batch_kind(batch, subscriber)
+    # RFC 5322 3.6.4: globally unique; random, so it reveals nothing about the list.
+    message_id = f"<{secrets.token_hex(12)}@{message_host}>"
+    stamp = now.replace(microsecond=0)
+    row = db.execute(
+        """INSERT INTO batches (subscriber_id, channel, kind, message_id, created_at)
+           VALUES (?, ?, ?, ?, ?) RETURNING id""",
+        [subscriber.id, batch.channel, kind, message_id, to_db(stamp)],
+    ).fetchone()
+    return int(row[0]), message_id, stamp, kind
+
+
+# --- outcomes -----------------------------------------------------------------
+
+
+def mark_sent(db: sqlite_utils.Database, claim: Claim, now: datetime) -> None:
+    _finish(db, claim, "sent", None, sent_at=now)
+
+
+def mark_retry(
+    db: sqlite_utils.Database, claim: Claim, error: str, retry_at: datetime
+) -> None:
+    _finish(db, claim, "retry", error, due_at=retry_at)
+
+
+def mark_failed(db: sqlite_utils.Database, claim: Claim, error: str) -> None:
+    _finish(db, claim, "failed", error)
+
+
+def _finish(
+    db: sqlite_utils.Database,
+    claim: Claim,
+    state: str,
+    error: str | None,
+    *,
+    sent_at: datetime | None = None,
+    due_at: datetime | None = None,
+) -> None:
+    # Only rows still held by this batch: an unsubscribe may have cancelled them.
+    db.execute(
+        """UPDATE deliveries SET state = :state, last_error = :error,
+               lease_until = NULL, sent_at = coalesce(:sent_at, sent_at),
+               due_at = coalesce(:due_at, due_at)
+           WHERE batch_id = :batch AND state = 'sending'""",
+        {
+            "state": state,
+            "error": error,
+            "sent_at": to_db(sent_at),
+            "due_at": to_db(due_at),
+            "batch": claim.batch_id,
+        },
+    )
+
+
+def fail_unsent(db: sqlite_utils.Database, subscriber_id: int, reason: str) -> int:
+    """A subscriber that can no longer be reached: its unsent rows fail, visibly."""
+    cursor = db.execute(
+        """UPDATE deliveries SET state = 'failed', last_error = ?, lease_until = NULL
+           WHERE subscriber_id = ? AND state IN ('pending', 'retry')""",
+        [reason, subscriber_id],
+    )
+    return cursor.rowcount
+
+
+# --- listing and operator actions -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: int
+    subscriber_id: int
+    address: str
+    channel: str
+    entry_id: int | None  # None: a confirmation mail
+    title: str | None
+    state: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    message_id: str | None
+    sent_at: datetime | None
+
+
+def list_deliveries(
+    db: sqlite_utils.Database,
+    states: Iterable[str] = (),
+    subscriber_id: int | None = None,
+    limit: int | None = None,
+) -> list[DeliveryRow]:
+    sql = """SELECT d.id, d.subscriber_id, s.address, d.channel, d.entry_id,
+                    e.title, d.state, d.due_at, d.attempts, d.last_error,
+                    b.message_id, d.sent_at
+             FROM deliveries d
+             JOIN subscribers s ON s.id = d.subscriber_id
+             LEFT JOIN entries e ON e.id = d.entry_id
+             LEFT JOIN batches b ON b.id = d.batch_id
+             WHERE 1 = 1"""
+    params: list[Any] = []
+    wanted = list(states)
+    if wanted:
+        sql += f" AND d.state IN ({placeholders(len(wanted))})"
+        params += wanted
+    if subscriber_id is not None:
+        sql += " AND d.subscriber_id = ?"
+        params.append(subscriber_id)
+    sql += " ORDER BY d.id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [
+        DeliveryRow(
+            id=row["id"],
+            subscriber_id=row["subscriber_id"],
+            address=row["address"],
+            channel=row["channel"],
+            entry_id=row["entry_id"],
+            title=row["title"],
+            state=row["state"],
+            due_at=from_db_required(row["due_at"]),
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            message_id=row["message_id"],
+            sent_at=from_db(row["sent_at"]),
+        )
+        for row in dict_rows(db.execute(sql, params))
+    ]
+
+
+def retry_now(
+    db: sqlite_utils.Database, delivery_ids: Sequence[int], now: datetime
+) -> int:
+    """Make failed or waiting deliveries due now; returns how many changed.
+
+    A failed row leaves its old batch, so the rows retried together go out as
+    one new message; a row waiting in `retry` keeps its batch (same message).
+    """
+    changed = 0
+    for delivery_id in delivery_ids:
+        row = db.execute(
+            "SELECT state FROM deliveries WHERE id = ?", [delivery_id]
+        ).fetchone()
+        if row is None:
+            raise UsageError(f"no delivery {delivery_id}")
+        if row[0] not in ("failed", "retry", "pending"):
+            raise UsageError(
+                f"delivery {delivery_id} is {row[0]}; it cannot be retried"
+            )
+        detach = row[0] == "failed"
+        db.execute(
+            """UPDATE deliveries SET state = CASE state WHEN 'failed' THEN 'pending'
+                   ELSE state END, due_at = ?,
+                   batch_id = CASE WHEN ? THEN NULL ELSE batch_id END
+               WHERE id = ?""",
+            [to_db(now), detach, delivery_id],
+        )
+        changed += 1
+    return changed
+
+
+def failed_ids(db: sqlite_utils.Database) -> list[int]:
+    rows = db.execute("SELECT id FROM deliveries WHERE state = 'failed' ORDER BY id")
+    return [row[0] for row in rows.fetchall()]
+
+
+def unsent_entries(db: sqlite_utils.Database, subscriber_id: int) -> list[int]:
+    """Every article still to be sent to a subscriber, whenever it is due."""
+    rows = db.execute(
+        """SELECT entry_id FROM deliveries
+           WHERE subscriber_id = ? AND entry_id IS NOT NULL
+             AND state IN ('pending', 'sending', 'retry')
+           ORDER BY id""",
+        [subscriber_id],
+    )
+    return [row[0] for row in rows.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDepth:
+    channel: str
+    state: str
+    count: int
+    oldest_due: datetime | None
+
+
+def depth(db: sqlite_utils.Database) -> list[OutboxDepth]:
+    rows = db.execute(
+        """SELECT channel, state, count(*), min(due_at) FROM deliveries
+           WHERE state IN ('pending', 'sending', 'retry', 'failed')
+           GROUP BY channel, state ORDER BY channel, state"""
+    ).fetchall()
+    return [OutboxDepth(r[0], r[1], r[2], from_db(r[3])) for r in rows]

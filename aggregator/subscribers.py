@@ -207,6 +207,13 @@ def list_subscribers(
     return [row_to_subscriber(row) for row in rows]
 
 
+def count_by_state(db: sqlite_utils.Database) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT state, count(*) FROM subscribers GROUP BY state ORDER BY state"
+    ).fetchall()
+    return dict(rows)
+
+
 def by_unsubscribe_token(db: sqlite_utils.Database, token: str) -> Subscriber | None:
     rows = dict_rows(
         db.execute(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aggregator import store
+from aggregator import outbox, store, subscribers
 from aggregator.cli.context import open_runtime, print_json, print_table, quiet_logs
 from aggregator.poller import CycleReport, MemberReport, select_due
 from aggregator.runtime import Runtime
@@ -112,7 +112,7 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Members' health, articles, database size and SQLite version."""
+    """Members' health, articles, subscribers, the outbox and the database."""
     with open_runtime(ctx) as rt:
         doc = status_doc(rt)
         tz = rt.settings.site.tz
@@ -142,6 +142,13 @@ def status(
         rows,
     )
     typer.echo(f"times in {tz.key}")
+    followers = ", ".join(f"{n} {state}" for state, n in doc["subscribers"].items())
+    typer.echo(f"subscribers: {followers or 'none'}")
+    for row in doc["outbox"]:
+        typer.echo(
+            f"outbox {row['channel']} {row['state']}: {row['count']}"
+            f" (oldest due {local(row['oldest_due'], '-')})"
+        )
     typer.echo(
         f"database {doc['database']['path']} ({doc['database']['bytes']} bytes), "
         f"SQLite {doc['database']['sqlite_version']}, {doc['entries']} articles"
@@ -186,6 +193,16 @@ def status_doc(rt: Runtime) -> dict[str, Any]:
     return {
         "members": members,
         "entries": total,
+        "subscribers": subscribers.count_by_state(rt.db),
+        "outbox": [
+            {
+                "channel": d.channel,
+                "state": d.state,
+                "count": d.count,
+                "oldest_due": to_db(d.oldest_due),
+            }
+            for d in outbox.depth(rt.db)
+        ],
         "database": {
             "path": str(path),
             "bytes": size,

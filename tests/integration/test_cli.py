@@ -262,9 +262,10 @@ def test_status_text_shows_states_and_database(two: Cli) -> None:
     assert out[0].split()[:2] == ["member", "state"]
     assert [line.split()[:2] for line in out[1:3]] == [["a", "ok"], ["b", "ok"]]
     assert out[3] == "times in Asia/Tokyo"
-    assert out[4].startswith("database " + str(two.config.parent / "state"))
-    assert out[4].endswith(", 3 articles")
-    assert "SQLite 3." in out[4]
+    assert out[4] == "subscribers: none"
+    assert out[5].startswith("database " + str(two.config.parent / "state"))
+    assert out[5].endswith(", 3 articles")
+    assert "SQLite 3." in out[5]
 
 
 def test_a_301_moves_the_member_and_status_says_from_where(cli: Cli) -> None:

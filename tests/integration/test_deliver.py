@@ -17,6 +17,7 @@ import pytest
 import sqlite_utils
 
 from aggregator import outbox, subscribers
+from aggregator.cli.poll import status_doc
 from aggregator.db import unit_of_work
 from aggregator.deliver import DeliveryReport
 from aggregator.models import Cadence, Filters, Member, Subscriber, SubscriberState
@@ -190,6 +191,14 @@ async def test_smtp_down_then_up_loses_nothing(world: World) -> None:
     assert result.error is not None
     assert "127.0.0.1" in result.error
     assert [s for _, _, s in states(world.db)] == ["retry"]
+    doc = status_doc(world.rt)  # what `kairan status` shows the operator
+    assert doc["subscribers"] == {"active": 1}
+    [waiting] = doc["outbox"]
+    assert (waiting["channel"], waiting["state"], waiting["count"]) == (
+        "email",
+        "retry",
+        1,
+    )
 
     world.sink.start()
     assert (await world.deliver()).results == ()  # not due before its retry time

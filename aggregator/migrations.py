@@ -127,8 +127,10 @@ def followers(db: sqlite_utils.Database) -> None:
     run_script(
         db,
         """
+        -- AUTOINCREMENT here and below: an id is never reused after a deletion
+        -- (forget), because tokens and webhook-ids are derived from it.
         CREATE TABLE subscribers (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL CHECK (kind IN ('email', 'webhook')),
             address TEXT NOT NULL,
             -- address_key: the canonical address, unique among subscribers
@@ -167,7 +169,7 @@ def followers(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID;
         -- One message: its Message-ID and Date are fixed when it is claimed.
         CREATE TABLE batches (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
             channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
             kind TEXT NOT NULL
@@ -179,7 +181,7 @@ def followers(db: sqlite_utils.Database) -> None:
         -- The outbox: one row per (article, subscriber, channel), written in the
         -- transaction that stored the article. entry_id is NULL for a confirmation.
         CREATE TABLE deliveries (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
             entry_id INTEGER REFERENCES entries(id) ON DELETE CASCADE,
             channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),

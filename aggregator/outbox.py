@@ -144,6 +144,22 @@ def enqueue_articles(
     return db.conn.total_changes - before
 
 
+def reschedule_unsent(
+    db: sqlite_utils.Database, subscriber: Subscriber, now: datetime
+) -> int:
+    """After a schedule or timezone change, queued articles follow the new one.
+
+    Rows already in a batch keep it: that message's identity is fixed.
+    """
+    cursor = db.execute(
+        """UPDATE deliveries SET due_at = ?
+           WHERE subscriber_id = ? AND state = 'pending' AND batch_id IS NULL
+             AND entry_id IS NOT NULL""",
+        [to_db(due_time(subscriber.schedule, subscriber.timezone, now)), subscriber.id],
+    )
+    return cursor.rowcount
+
+
 def enqueue_confirmation(
     db: sqlite_utils.Database, subscriber_id: int, now: datetime
 ) -> None:

@@ -102,13 +102,19 @@ def is_suppressed(db: sqlite_utils.Database, address: str) -> datetime | None:
 def add(
     db: sqlite_utils.Database, new: NewSubscriber, key: bytes, now: datetime
 ) -> Subscriber:
-    """Insert a subscriber; an existing or forgotten address is a UsageError."""
+    """Insert a subscriber; an existing or forgotten address is a UsageError.
+
+    A forgotten address may sign up again itself through the web form: it stays
+    suppressed while pending, until `confirm` proves the person asked (double
+    opt-in). No operator command or import can bring it back.
+    """
     existing = find_by_address(db, new.kind, new.address)
     if existing is not None:
         raise UsageError(
             f"{new.address} is already subscriber {existing.id} ({existing.state})"
         )
-    if new.kind is SubscriberKind.EMAIL:
+    signing_up = new.consent_source is ConsentSource.WEB and not new.confirmed
+    if new.kind is SubscriberKind.EMAIL and not signing_up:
         forgotten = is_suppressed(db, new.address)
         if forgotten is not None:
             raise UsageError(
@@ -183,8 +189,14 @@ def find(db: sqlite_utils.Database, id_or_address: str) -> Subscriber:
     """A subscriber by id, e-mail address or webhook URL, as an operator types it."""
     if id_or_address.isdigit():
         return get(db, int(id_or_address))
-    kind = SubscriberKind.EMAIL if "@" in id_or_address else SubscriberKind.WEBHOOK
-    found = find_by_address(db, kind, id_or_address.strip())
+    text = id_or_address.strip()
+    kind = SubscriberKind.EMAIL if "@" in text else SubscriberKind.WEBHOOK
+    if kind is SubscriberKind.EMAIL:
+        try:  # as stored: "taro@例え.jp" is found as "taro@xn--r8jz45g.jp"
+            text = addresses.normalize_email(text)
+        except UsageError:
+            raise UsageError(f"no subscriber {id_or_address}") from None
+    found = find_by_address(db, kind, text)
     if found is None:
         raise UsageError(f"no subscriber {id_or_address}")
     return found
@@ -328,6 +340,39 @@ def unsubscribe(
            WHERE subscriber_id = ? AND state IN ('pending', 'retry', 'sending')""",
         [reason, subscriber_id],
     )
+
+
+def resubscribe(
+    db: sqlite_utils.Database,
+    subscriber_id: int,
+    key: bytes,
+    now: datetime,
+    source: ConsentSource,
+    origin: str | None,
+) -> Subscriber:
+    """An unsubscribed subscriber asks again: pending under a new consent.
+
+    The old consent was withdrawn, so nothing of it carries over: not being
+    confirmed (and so mailed articles only from a new `notify_since`), nor a
+    confirmation link issued before, nor the unsubscribe link of old mails
+    (a new token generation), which would otherwise stop the new subscription.
+    """
+    subscriber = get(db, subscriber_id)
+    if subscriber.state is not SubscriberState.UNSUBSCRIBED:
+        raise UsageError(
+            f"subscriber {subscriber_id} is {subscriber.state}, not unsubscribed"
+        )
+    stamp = to_db(now)
+    db.execute(
+        """UPDATE subscribers SET state = 'pending', state_reason = 'subscribed again',
+               state_changed_at = ?, confirmed_at = NULL, notify_since = NULL,
+               confirm_expires_at = NULL, consent_at = ?, consent_source = ?,
+               consent_origin = ?
+           WHERE id = ?""",
+        [stamp, stamp, str(source), origin, subscriber_id],
+    )
+    _store_unsubscribe_hash(db, key, subscriber_id, subscriber.token_generation + 1)
+    return get(db, subscriber_id)
 
 
 def forget(db: sqlite_utils.Database, subscriber_id: int, now: datetime) -> Subscriber:

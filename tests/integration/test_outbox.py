@@ -15,7 +15,14 @@ import pytest
 
 from aggregator import outbox, subscribers
 from aggregator.db import unit_of_work
-from aggregator.models import Article, Cadence, Filters, Member, SubscriberState
+from aggregator.models import (
+    Article,
+    Cadence,
+    Filters,
+    Member,
+    Schedule,
+    SubscriberState,
+)
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.sandbox.feed_server import FeedServer, static_route
 from tests.support.builders import member, settings
@@ -319,3 +326,44 @@ async def test_unsubscribe_cancels_everything_unsent(world: World) -> None:
     assert subscribers.get(world.rt.db, sub.id).state is SubscriberState.UNSUBSCRIBED
     world.clock.advance(48 * HOUR)
     assert world.claim() == []
+
+
+async def test_a_schedule_change_moves_queued_articles(world: World) -> None:
+    world.serve("/city.xml")
+    await world.poll()
+    sub = add_subscriber(
+        world.rt.db, "w@example.jp", world.clock.now(), cadence=Cadence.WEEKLY
+    )
+    world.clock.advance(HOUR)
+    world.serve("/city.xml", Item(NEW.key, NEW.title, published=fresh(0.5)))
+    await world.poll()
+    assert world.claim() == []  # due next Monday
+    with unit_of_work(world.rt.db):
+        changed = subscribers.update(
+            world.rt.db, sub.id, subscribers.Changes(schedule=Schedule())
+        )
+        assert outbox.reschedule_unsent(world.rt.db, changed, world.clock.now()) == 1
+    [claim] = world.claim()
+    assert claim.kind == "immediate"
+
+
+def test_ids_and_tokens_are_never_reused_after_forget(world: World) -> None:
+    db, now = world.rt.db, world.clock.now()
+    first = add_subscriber(db, "old@example.jp", now)
+    old_hash = db.execute(
+        "SELECT unsubscribe_token_hash FROM subscribers WHERE id = ?", [first.id]
+    ).fetchone()[0]
+    with unit_of_work(db):
+        subscribers.forget(db, first.id, now)
+    second = add_subscriber(db, "new@example.jp", now)
+    assert second.id != first.id
+    assert old_hash not in {
+        row[0] for row in db.execute("SELECT unsubscribe_token_hash FROM subscribers")
+    }
+
+
+def test_find_takes_an_address_as_the_operator_types_it(world: World) -> None:
+    db = world.rt.db
+    stored = add_subscriber(db, "taro@xn--r8jz45g.jp", world.clock.now())
+    assert subscribers.find(db, " taro@例え.JP ").id == stored.id
+    assert subscribers.find(db, str(stored.id)).id == stored.id

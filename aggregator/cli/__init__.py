@@ -9,6 +9,7 @@ exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated, Any, NoReturn
@@ -17,7 +18,18 @@ import typer
 from typer.core import TyperGroup
 
 from aggregator import __version__
-from aggregator.cli import demo, entries, init, members, poll
+from aggregator.cli import (
+    deliveries,
+    demo,
+    digest,
+    entries,
+    init,
+    members,
+    poll,
+    serve,
+    subscriber_csv,
+    subscribers,
+)
 from aggregator.cli.context import CliState
 from aggregator.errors import KairanError
 
@@ -31,6 +43,11 @@ class KairanGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:
+            # `kairan … | head`: the reader left. Stop quietly, as cat does; point
+            # stdout at /dev/null so the interpreter's final flush cannot fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except KairanError as e:
             # A config or usage error (exit 2) is fixed by the operator from the
             # message alone; anything else (the database, the disk) may need more.
@@ -104,7 +121,13 @@ init.register(app)
 poll.register(app)
 app.add_typer(members.app, name="members")
 app.add_typer(entries.app, name="entries")
+app.add_typer(subscribers.app, name="subscribers")
+subscriber_csv.register(subscribers.app)
+app.add_typer(deliveries.app, name="deliveries")
+deliveries.register(app)
+app.add_typer(digest.app, name="digest")
 demo.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import Annotated, Any
 
 import typer
 
@@ -60,8 +61,11 @@ def quiet_logs(ctx: typer.Context) -> None:
         logger.setLevel(logging.WARNING)
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {many or noun + 's'}"
+
+
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def print_json(value: Any) -> None:
@@ -87,3 +91,8 @@ def display_width(text: str) -> int:
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def local_time(value: datetime | None, tz: tzinfo, missing: str = "-") -> str:
+    """A stored UTC time as the operator reads it: minutes, in the site's zone."""
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else missing

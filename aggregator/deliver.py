@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -26,12 +26,11 @@ from aggregator.models import StoredEntry, Subscriber
 from aggregator.settings import Settings
 from notifiers.errors import (
     DeliveryError,
-    PermanentDeliveryError,
     RecipientRejected,
     TransientDeliveryError,
 )
 
-log = logging.getLogger(__name__)
+log = logs.get("deliver")
 
 CHUNK_PER_WORKER = 4  # messages claimed per sending worker and transaction
 
@@ -65,6 +64,14 @@ class Channel(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One send and how it went (None: accepted), not yet recorded."""
+
+    claim: outbox.Claim
+    error: DeliveryError | None
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     batch_id: int | None  # None in a dry run for a message never claimed
     subscriber_id: int
@@ -93,6 +100,7 @@ class DeliveryPass:
     rng: random.Random
     key: bytes
     channels: Mapping[str, Channel]
+    _entries: dict[int, StoredEntry] = field(default_factory=dict, repr=False)
 
     async def run(
         self,
@@ -102,6 +110,7 @@ class DeliveryPass:
         dry_run: bool = False,
     ) -> DeliveryReport:
         """Send everything due now (on the chosen channels, for one subscriber)."""
+        self._entries.clear()  # articles may have been edited since the last pass
         names = self._channel_names(channel)
         results: list[SendResult] = []
         for name in names:
@@ -144,48 +153,50 @@ class DeliveryPass:
     async def _send_chunk(
         self, channel: Channel, subscriber_ids: Sequence[int]
     ) -> list[SendResult]:
-        now = self.clock.now()
         with unit_of_work(self.db):
             claims = outbox.claim(
                 self.db,
                 subscriber_ids,
-                now,
+                self.clock.now(),
                 self.lease(),
                 self.message_host(),
                 channel.name,
             )
+        self._load_entries(claims)
         gate = asyncio.Semaphore(max(1, channel.concurrency))
 
-        async def one(claim: outbox.Claim) -> SendResult:
+        async def one(claim: outbox.Claim) -> Attempt:
             async with gate:
-                return await self._send_one(channel, claim)
+                return await self._attempt(channel, claim)
 
-        return list(await asyncio.gather(*(one(c) for c in claims)))
+        attempts = await asyncio.gather(*(one(c) for c in claims))
+        return self._record(channel, attempts)
 
     def lease(self) -> timedelta:
-        """Long enough for one message, short enough that a crash costs little."""
+        """Long enough for one chunk, short enough that a crash costs little."""
         timeout = max(self.settings.email.timeout, self.settings.webhooks.timeout)
-        return timedelta(seconds=max(300.0, 4 * timeout))
+        return timedelta(seconds=max(300.0, 4 * CHUNK_PER_WORKER * timeout))
 
     def message_host(self) -> str:
         return compose.site_host(self.settings)
 
-    async def _send_one(self, channel: Channel, claim: outbox.Claim) -> SendResult:
+    def _load_entries(self, claims: Sequence[outbox.Claim]) -> None:
+        """A digest pass sends the same articles thousands of times: read each once."""
+        wanted = {i for c in claims for i in c.entry_ids} - self._entries.keys()
+        self._entries.update(store.get_entries(self.db, sorted(wanted)))
+
+    async def _attempt(self, channel: Channel, claim: outbox.Claim) -> Attempt:
         try:
             await channel.send(self._outgoing(claim))
         except DeliveryError as e:
-            return self._failed(channel, claim, e)
+            return Attempt(claim, e)
         except Exception as e:
             log.exception("delivery.bug", extra=_fields(claim))
-            return self._failed(channel, claim, TransientDeliveryError(repr(e)))
-        with unit_of_work(self.db):
-            outbox.mark_sent(self.db, claim, self.clock.now())
-            subscribers.clear_bounces(self.db, claim.subscriber.id)
-        log.info("delivery.sent", extra=_fields(claim))
-        return self._result(claim, "sent")
+            return Attempt(claim, TransientDeliveryError(repr(e)))
+        return Attempt(claim, None)
 
     def _outgoing(self, claim: outbox.Claim) -> Outgoing:
-        entries = tuple(store.get_entry(self.db, i) for i in claim.entry_ids)
+        entries = tuple(self._entries[i] for i in claim.entry_ids if i in self._entries)
         confirm = (
             subscribers.confirmation_link_token(self.db, claim.subscriber.id, self.key)
             if claim.kind == "confirm"
@@ -193,34 +204,51 @@ class DeliveryPass:
         )
         return Outgoing(claim, entries, confirm)
 
-    def _failed(
-        self, channel: Channel, claim: outbox.Claim, error: DeliveryError
-    ) -> SendResult:
+    def _record(
+        self, channel: Channel, attempts: Sequence[Attempt]
+    ) -> list[SendResult]:
+        """Every outcome of a chunk in one transaction.
+
+        A crash before this commit leaves the chunk's rows `sending`; after the
+        lease they are sent again as the same messages (same Message-ID and
+        bytes), so the worst case stays one identical duplicate per message.
+        """
         now = self.clock.now()
+        with unit_of_work(self.db):
+            results = [self._outcome(channel, a, now) for a in attempts]
+        for attempt, result in zip(attempts, results, strict=True):
+            level = {"sent": logging.INFO, "retry": logging.WARNING}.get(
+                result.outcome, logging.ERROR
+            )
+            more = {} if result.error is None else {"error": result.error}
+            log.log(
+                level,
+                f"delivery.{result.outcome}",
+                extra=_fields(attempt.claim, **more),
+            )
+        return results
+
+    def _outcome(self, channel: Channel, attempt: Attempt, now: datetime) -> SendResult:
+        claim, error = attempt.claim, attempt.error
+        if error is None:
+            outbox.mark_sent(self.db, claim, now)
+            subscribers.clear_bounces(self.db, claim.subscriber.id)
+            return self._result(claim, "sent")
         problem = str(error)
         retry_at = None
         if isinstance(error, TransientDeliveryError):
             retry_at = backoff.next_retry(
-                claim.attempts,
-                channel.retry_schedule,
-                now,
-                self.rng,
-                error.retry_after,
+                claim.attempts, channel.retry_schedule, now, self.rng, error.retry_after
             )
             if retry_at is None:
                 problem = f"gave up after {claim.attempts} attempts: {problem}"
-        with unit_of_work(self.db):
-            if retry_at is not None:
-                outbox.mark_retry(self.db, claim, problem, retry_at)
-            else:
-                outbox.mark_failed(self.db, claim, problem)
-            if isinstance(error, RecipientRejected):
-                self._bounced(claim.subscriber, problem, now)
-        outcome = "retry" if retry_at is not None else "failed"
-        level = logging.WARNING if retry_at is not None else logging.ERROR
-        log.log(level, f"delivery.{outcome}", extra=_fields(claim, error=problem))
-        permanent = isinstance(error, PermanentDeliveryError)
-        return self._result(claim, outcome, problem, None if permanent else retry_at)
+        if retry_at is not None:
+            outbox.mark_retry(self.db, claim, problem, retry_at)
+            return self._result(claim, "retry", problem, retry_at)
+        outbox.mark_failed(self.db, claim, problem)
+        if isinstance(error, RecipientRejected):
+            self._bounced(claim.subscriber, problem, now)
+        return self._result(claim, "failed", problem)
 
     def _bounced(self, subscriber: Subscriber, problem: str, now: datetime) -> None:
         limit = self.settings.email.bounce_limit

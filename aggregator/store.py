@@ -348,11 +348,26 @@ def get_entry(db: sqlite_utils.Database, entry_id: int) -> StoredEntry:
     return entries[0]
 
 
+def get_entries(
+    db: sqlite_utils.Database, entry_ids: Sequence[int]
+) -> dict[int, StoredEntry]:
+    """Several entries by id in one query each CHUNK, without their identity keys
+    (a mail needs the article, not how it was recognised)."""
+    found: dict[int, StoredEntry] = {}
+    for part in chunks(list(entry_ids)):
+        cursor = db.execute(
+            f"SELECT * FROM entries WHERE id IN ({placeholders(len(part))})",  # noqa: S608 - placeholders only
+            list(part),
+        )
+        found.update((e.id, e) for e in rows_to_entries(db, cursor, with_keys=False))
+    return found
+
+
 def rows_to_entries(
-    db: sqlite_utils.Database, cursor: sqlite3.Cursor
+    db: sqlite_utils.Database, cursor: sqlite3.Cursor, *, with_keys: bool = True
 ) -> list[StoredEntry]:
     rows = dict_rows(cursor)
-    keys = keys_of(db, [row["id"] for row in rows])
+    keys = keys_of(db, [row["id"] for row in rows]) if with_keys else {}
     return [
         StoredEntry(
             id=row["id"],

@@ -253,6 +253,7 @@ def _part(boundary: str, subtype: str, text: str) -> bytes:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = base64.b64encode(text.encode("utf-8").replace(b"\n", b"\r\n"))
     head = f"--{boundary}\r\n" + _PART_HEAD.format(subtype=subtype)
+    # Slicing beats base64.encodebytes, which loops in Python over 57-byte chunks.
     step = _BASE64_LINE
     lines = [encoded[i : i + step] for i in range(0, len(encoded), step)]
     return b"".join((head.encode("ascii"), b"\r\n".join(lines), b"\r\n"))

@@ -487,3 +487,32 @@ def test_confirm_without_link_or_expiry_is_refused() -> None:
         render(request(kind=MailKind.CONFIRM, confirm_url="javascript:x"))
     with pytest.raises(ValueError, match="confirm_url"):
         render(request(kind=MailKind.CONFIRM, confirm_expires=None))
+
+
+def test_a_shared_digest_is_filled_in_per_recipient_and_feed_cannot_fake_it() -> None:
+    """One digest for many readers is rendered once; each gets only their own link."""
+    base = request()
+    other = dataclasses.replace(
+        base,
+        recipient=dataclasses.replace(
+            base.recipient,
+            address="b@example.jp",
+            reason="reason <b>",
+            unsubscribe_url="https://kairan.example.jp/unsubscribe/BBB",
+        ),
+    )
+    first, second = render(base), render(other)
+    assert base.recipient.unsubscribe_url in first.text
+    assert "https://kairan.example.jp/unsubscribe/BBB" in second.text
+    assert base.recipient.unsubscribe_url not in second.text
+    assert "reason &lt;b&gt;" in second.html
+    assert "unsubscribe.invalid" not in second.text + second.html
+
+    trap = dataclasses.replace(
+        base.articles[0],
+        url="https://unsubscribe.invalid/kairan-recipient-url",
+        title="kairan-recipient-reason",
+    )
+    tricked = render(dataclasses.replace(base, articles=(trap, *base.articles[1:])))
+    assert tricked.text.count(base.recipient.unsubscribe_url) == 1  # the footer only
+    assert "kairan-recipient-reason" in tricked.text

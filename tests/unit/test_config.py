@@ -282,6 +282,22 @@ def test_max_bytes_forms(value: object, size: int) -> None:
             'email.security: must be one of "none", "starttls", "tls", got "ssl"',
         ),
         (
+            "[email]\nbounce_limit = 0",
+            "email.bounce_limit: must be between 1 and 100, got 0",
+        ),
+        (
+            '[email]\nconfirm_ttl = "5m"',
+            "email.confirm_ttl: must be at least 1 h, got 5m",
+        ),
+        (
+            "[email]\nretry_schedule = []",
+            "email.retry_schedule: must not be empty",
+        ),
+        (
+            '[email]\nunsubscribe_address = "nobody"',
+            'email.unsubscribe_address: must be an e-mail address, got "nobody"',
+        ),
+        (
             "[webhooks]\nretry_schedule = []",
             "webhooks.retry_schedule: must not be empty",
         ),

@@ -7,6 +7,7 @@ each phase is measured on its own and the feed server's process is never counted
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import tempfile
 import threading
@@ -25,7 +26,7 @@ class Measured:
     wall: float  # seconds, from spawn to reaped: interpreter start-up included
     user: float  # CPU seconds
     system: float
-    max_rss_kb: int  # Linux reports ru_maxrss in KiB
+    max_rss_kb: int  # ru_maxrss in KiB: at least the parent's RSS at spawn (see below)
     stdout: str
     stderr: str
 
@@ -84,6 +85,22 @@ def run_measured(argv: Sequence[str], *, cwd: Path, timeout: float) -> Measured:
             stdout=_text(out),
             stderr=_text(err),
         )
+
+
+def own_peak_rss_kb() -> int:
+    """This process's own peak RSS in KiB: VmHWM, else ru_maxrss.
+
+    Linux carries the high-water mark of the memory a process had before exec()
+    into its ru_maxrss, and a child spawned with vfork() had its parent's: a
+    child's ru_maxrss (and os.wait4's) is at least its parent's RSS at spawn.
+    VmHWM belongs to the memory the program itself mapped since exec().
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _text(file: IO[bytes]) -> str:

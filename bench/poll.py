@@ -28,10 +28,8 @@ import argparse
 import importlib.util
 import json
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from typing import Any
 from bench import profile, report
 from bench.child import Measured, run_measured
 from bench.feeds import FeedSet
-from bench.report import Phase
+from bench.report import Phase, json_or_none, progress, workspace
 from bench.server import ServerProcess, ServerStats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +121,7 @@ class Bench:
         argv += ["--etags" if conditional else "--save-etags", str(etags)]
         name = f"floor {mode}" + (" 304" if conditional else "")
         run, stats = self.measure(name, argv)
-        tally = _json_or_none(run.stdout)
+        tally = json_or_none(run.stdout)
         tally = tally if isinstance(tally, dict) else {}
         statuses = tally.get("statuses", {})
         phase = self.add(
@@ -140,7 +138,7 @@ class Bench:
     def kairan(self, name: str, config: Path, check: Check) -> None:
         argv = [sys.executable, "-m", "aggregator", "--config", str(config)]
         run, stats = self.measure(name, [*argv, "poll", "--force", "--json"])
-        members = _json_or_none(run.stdout)
+        members = json_or_none(run.stdout)
         members = members if isinstance(members, list) else []
         kinds = Counter(str(m.get("status")) for m in members)
         phase = self.add(name, run, stats, kinds["ok"], kinds["not_modified"])
@@ -288,17 +286,6 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # --- the report ----------------------------------------------------------------------
 
 
@@ -347,17 +334,6 @@ def vars_of(summary: report.Summary) -> dict[str, object]:
 
 
 # --- entry point ---------------------------------------------------------------------
-
-
-@contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    if keep:
-        path = Path(tempfile.mkdtemp(prefix="kairan-bench-"))
-        progress(f"working directory (kept): {path}")
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="kairan-bench-") as name:
-        yield Path(name)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -10,10 +10,10 @@ statement) is under-counted.
 py-spy's ``raw`` output is collapsed stacks, one ``frame;frame;… count`` a line,
 which speedscope and flamegraph.pl read as they are. Samples are summed here by
 leaf function (own time), by the innermost Kairan frame (so that time inside
-feedparser, nh3, httpx or sqlite3 is charged to the aggregator/ function that
-called it), by that frame's module, inclusively by every Kairan function on the
-stack, and, for imports run after start-up, by the frame that imports.
-Module-level imports at start-up are one bucket of their own.
+feedparser, nh3, httpx or sqlite3 is charged to the aggregator/ or notifiers/
+function that called it), by that frame's module, inclusively by every Kairan
+function on the stack, and, for imports run after start-up, by the frame that
+imports. Module-level imports at start-up are one bucket of their own.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bench.child import run_measured
 RATE = 200  # samples per second
 STARTUP = "(imports at start-up)"
 _FRAME = re.compile(r"(?P<func>.+?) \((?P<file>[^()]*?)(?::\d+)?\)")
-_KAIRAN = "aggregator/"
+_KAIRAN = ("aggregator/", "notifiers/")  # Kairan's packages
 _IMPORTS = frozenset({"_find_and_load", "_handle_fromlist", "_gcd_import"})
 
 
@@ -42,9 +42,9 @@ class Frame:
 
     @property
     def kairan_file(self) -> str | None:
-        """The aggregator/… path when this is Kairan's code."""
-        at = self.file.find(_KAIRAN)
-        return self.file[at:] if at >= 0 else None
+        """The aggregator/… or notifiers/… path when this is Kairan's code."""
+        found = [at for at in map(self.file.find, _KAIRAN) if at >= 0]
+        return self.file[min(found) :] if found else None
 
     @property
     def module_level(self) -> bool:
@@ -68,6 +68,7 @@ class Profile:
     inclusive: Counter[str] = field(default_factory=Counter)
     late_imports: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    gil: bool = True  # sampled: the thread holding the GIL (else: busy threads)
 
     def add(self, frames: Sequence[Frame], count: int) -> None:
         self.samples += count
@@ -120,6 +121,7 @@ class Profile:
             "output": str(self.output),
             "samples": self.samples,
             "rate": RATE,
+            "gil": self.gil,
             "error": self.error,
             "views": {title: rows(counter) for title, counter in self.views()},
         }
@@ -157,17 +159,26 @@ def find_pyspy() -> str | None:
 
 
 def record(
-    phase: str, argv: Sequence[str], output: Path, *, cwd: Path, timeout: float
+    phase: str,
+    argv: Sequence[str],
+    output: Path,
+    *,
+    cwd: Path,
+    timeout: float,
+    gil: bool = True,
 ) -> Profile:
     """Run ``argv`` under ``py-spy record``; a py-spy failure is reported, not raised.
 
     ``--nonblocking``: py-spy reads the child's memory without pausing it, so the
     profiled run is not slowed much (a sample may be slightly inconsistent).
+    ``gil=False`` samples every thread that is not idle instead: for a program
+    with one busy thread, that counts SQLite's work (done without the GIL) too.
     """
     pyspy = find_pyspy()
     if pyspy is None:
         return Profile(phase, output, error="py-spy not found")
-    command = [pyspy, "record", "--format", "raw", "--rate", str(RATE), "--gil"]
+    command = [pyspy, "record", "--format", "raw", "--rate", str(RATE)]
+    command += ["--gil"] if gil else []
     command += ["--nonblocking", "-o", str(output), "--", *argv]
     run = run_measured(command, cwd=cwd, timeout=timeout)
     problem = run.failure()
@@ -177,4 +188,6 @@ def record(
         return Profile(phase, output, error=f"py-spy failed: {detail}")
     # --nonblocking can read a half-written frame: its name is garbage, not UTF-8
     with output.open(encoding="utf-8", errors="replace") as lines:
-        return summarise(phase, output, lines)
+        summary = summarise(phase, output, lines)
+    summary.gil = gil
+    return summary

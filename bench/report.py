@@ -8,13 +8,18 @@ largest peak RSS.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sqlite3
 import statistics
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import profile
 from bench.child import Measured
@@ -141,14 +146,14 @@ def ratios(by_name: dict[str, Summary]) -> list[Ratio]:
     return [r for r in every if r.target is not None or r.wall is not None]
 
 
-def machine() -> dict[str, object]:
+def machine(packages: Sequence[str] = _PACKAGES) -> dict[str, object]:
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": _cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "sqlite": sqlite3.sqlite_version,
-        "packages": {name: _version(name) for name in _PACKAGES},
+        "packages": {name: _version(name) for name in packages},
     }
 
 
@@ -242,8 +247,9 @@ def rss_line(by_name: dict[str, Summary]) -> str:
 def profile_text(item: profile.Profile) -> str:
     if item.error is not None:
         return f"profile kairan {item.phase}: {item.error}"
+    sampled = "holding the GIL" if item.gil else "of busy threads"
     head = (
-        f"profile kairan {item.phase}: {item.samples} samples holding the GIL "
+        f"profile kairan {item.phase}: {item.samples} samples {sampled} "
         f"at {profile.RATE} Hz ({item.output})"
     )
     lines = [head]
@@ -253,3 +259,30 @@ def profile_text(item: profile.Profile) -> str:
             share = 100 * samples / max(item.samples, 1)
             lines.append(f"    {share:5.1f}%  {item.seconds(samples):6.2f} s  {name}")
     return "\n".join(lines)
+
+
+# --- the drivers' plumbing -----------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    """A temporary working directory, removed afterwards unless ``keep``."""
+    if keep:
+        path = Path(tempfile.mkdtemp(prefix="kairan-bench-"))
+        progress(f"working directory (kept): {path}")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="kairan-bench-") as name:
+        yield Path(name)
+
+
+def json_or_none(text: str) -> Any:
+    """A child's JSON output, or None when it printed something else."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 from aggregator.sandbox.feed_server import (
     FeedServer,
@@ -30,9 +27,9 @@ from aggregator.sandbox.feed_server import (
     Route,
     static_route,
 )
+from bench.commands import CommandProcess, answer
 
 _HOST = "127.0.0.1"
-_STOP_WAIT = 10.0  # seconds for the server process to exit once stdin is closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,118 +86,42 @@ def serve(directory: Path, latency: float) -> None:
     routes = load_routes(directory, latency)
     with FeedServer(record=True) as server:
         server.routes(routes)
-        _reply(server.base_url)
-        for line in sys.stdin:  # bounded: ends when the parent closes our stdin
-            command = line.strip()
-            if command == "stats":
-                stats = count(server, routes, server.max_in_flight(_HOST))
-                _restart_counts(server, routes)
-                _reply(json.dumps(asdict(stats)))
-            elif command == "reload":
-                routes = load_routes(directory, latency)
-                _restart_counts(server, routes)
-                _reply(f"ok {len(routes)}")
-            else:
-                _reply(f"error unknown command {command!r}")
+
+        def stats() -> str:
+            counted = count(server, routes, server.max_in_flight(_HOST))
+            _restart_counts(server, routes)
+            return json.dumps(asdict(counted))
+
+        def reload() -> str:
+            nonlocal routes
+            routes = load_routes(directory, latency)
+            _restart_counts(server, routes)
+            return f"ok {len(routes)}"
+
+        answer(server.base_url, {"stats": stats, "reload": reload})
 
 
-def _reply(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-class ServerProcess:
+class ServerProcess(CommandProcess):
     """The parent's handle on ``python -m bench.server``: a context manager."""
 
     def __init__(self, directory: Path, latency_ms: float, cwd: Path) -> None:
-        self._argv = [
-            sys.executable,
-            "-m",
-            "bench.server",
-            "--dir",
-            str(directory),
-            "--latency",
-            str(latency_ms),
-        ]
-        self._cwd = cwd
-        self._process: subprocess.Popen[str] | None = None
-        self.base_url = ""
+        argv = [sys.executable, "-m", "bench.server", "--dir", str(directory)]
+        argv += ["--latency", str(latency_ms)]
+        super().__init__(argv, cwd, name="feed server", ready_prefix=f"http://{_HOST}:")
 
-    def __enter__(self) -> ServerProcess:
-        self._process = subprocess.Popen(
-            self._argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=self._cwd,
-            text=True,
-            encoding="utf-8",
-        )
-        try:
-            self.base_url = self._read_line()
-        except BaseException:
-            self.stop()
-            raise
-        if not self.base_url.startswith(f"http://{_HOST}:"):
-            self.stop()
-            raise RuntimeError(f"the feed server did not start: {self.base_url!r}")
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def base_url(self) -> str:
+        return self.ready
 
     def stats(self) -> ServerStats:
         """The server's counts since the last call (and start counting afresh)."""
-        return ServerStats(**json.loads(self._command("stats")))
+        return ServerStats(**json.loads(self.command("stats")))
 
     def reload(self) -> None:
         """Serve the directory's current files (their ETags follow the new bodies)."""
-        answer = self._command("reload")
-        if not answer.startswith("ok"):
-            raise RuntimeError(f"the feed server could not reload: {answer}")
-
-    def _command(self, command: str) -> str:
-        stdin, _ = self._pipes()
-        stdin.write(command + "\n")
-        stdin.flush()
-        return self._read_line()
-
-    def _read_line(self) -> str:
-        _, stdout = self._pipes()
-        line = stdout.readline()
-        if not line:
-            code = self._process.poll() if self._process else None
-            raise RuntimeError(f"the feed server exited (code {code})")
-        return line.strip()
-
-    def _pipes(self) -> tuple[IO[str], IO[str]]:
-        process = self._process
-        if process is None or process.stdin is None or process.stdout is None:
-            raise RuntimeError("the feed server is not running")
-        return process.stdin, process.stdout
-
-    def stop(self) -> None:
-        """Close its stdin (it exits), else terminate it, else kill it."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(_STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(_STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        reply = self.command("reload")
+        if not reply.startswith("ok"):
+            raise RuntimeError(f"the feed server could not reload: {reply}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

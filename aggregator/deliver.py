@@ -18,7 +18,7 @@ from typing import Protocol
 
 import sqlite_utils
 
-from aggregator import backoff, compose, logs, outbox, store, subscribers
+from aggregator import backoff, compose, logs, optin, outbox, store, subscribers
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
@@ -198,7 +198,7 @@ class DeliveryPass:
     def _outgoing(self, claim: outbox.Claim) -> Outgoing:
         entries = tuple(self._entries[i] for i in claim.entry_ids if i in self._entries)
         confirm = (
-            subscribers.confirmation_link_token(self.db, claim.subscriber.id, self.key)
+            optin.confirmation_link_token(self.db, claim.subscriber.id, self.key)
             if claim.kind == "confirm"
             else None
         )

@@ -43,7 +43,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from aggregator import logs, subscribers, tokens
+from aggregator import logs, optin, subscribers, tokens
 from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
 from aggregator.models import Cadence, Schedule, Subscriber, SubscriberState
@@ -206,7 +206,7 @@ class Followers:
         if request.method == "HEAD":
             return HTMLResponse("", headers=self.pages.headers)
         with unit_of_work(self.rt.db) as db:
-            result = subscribers.confirm(db, token, self.rt.clock.now())
+            result = optin.confirm(db, token, self.rt.clock.now())
         found = result.subscriber
         if found is None:
             return self._unknown_token()

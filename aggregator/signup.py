@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlite_utils
 from starlette.datastructures import FormData
 
-from aggregator import addresses, outbox, subscribers
+from aggregator import addresses, optin, outbox, subscribers
 from aggregator.errors import UsageError
 from aggregator.models import (
     Cadence,
@@ -104,11 +104,11 @@ class Confirmations:
     ttl: timedelta
 
     def send(self, db: sqlite_utils.Database, subscriber_id: int) -> None:
-        subscribers.issue_confirmation(db, subscriber_id, self.key, self.now, self.ttl)
+        optin.issue_confirmation(db, subscriber_id, self.key, self.now, self.ttl)
         outbox.enqueue_confirmation(db, subscriber_id, self.now)
 
     def sent_recently(self, db: sqlite_utils.Database, subscriber_id: int) -> bool:
-        live = subscribers.confirmation_link_token(db, subscriber_id, self.key)
+        live = optin.confirmation_link_token(db, subscriber_id, self.key)
         # the link is issued `ttl` before it expires
         return live is not None and live[1] - self.ttl > self.now - REISSUE_INTERVAL
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import tomlkit
 
-from aggregator import outbox, runtime, subscribers
+from aggregator import outbox, outbox_view, runtime, subscribers
 from aggregator.db import open_database, unit_of_work
 from aggregator.models import (
     Cadence,
@@ -228,7 +228,7 @@ def add_subscribers(rt: Runtime, count: int) -> None:
 
 
 def pending_due(rt: Runtime, due: datetime) -> int:
-    rows = outbox.depth(rt.db)
+    rows = outbox_view.depth(rt.db)
     return sum(r.count for r in rows if r.state == "pending" and r.oldest_due == due)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aggregator import outbox, subscribers
+from aggregator import outbox_view, subscribers
 from aggregator.cli.context import (
     JSON,
     local_time,
@@ -45,7 +45,7 @@ def subscriber_id(rt: Runtime, who: str | None) -> int | None:
 # --- deliveries list ---------------------------------------------------------------
 
 
-def delivery_doc(d: outbox.DeliveryRow) -> dict[str, Any]:
+def delivery_doc(d: outbox_view.DeliveryRow) -> dict[str, Any]:
     return {
         "id": d.id,
         "subscriber_id": d.subscriber_id,
@@ -65,8 +65,8 @@ def delivery_doc(d: outbox.DeliveryRow) -> dict[str, Any]:
 
 def state_name(text: str) -> str:
     name = text.strip().lower()
-    if name not in outbox.DELIVERY_STATES:
-        known = ", ".join(outbox.DELIVERY_STATES)
+    if name not in outbox_view.DELIVERY_STATES:
+        known = ", ".join(outbox_view.DELIVERY_STATES)
         raise UsageError(f"--state: must be one of {known}, got {text!r}")
     return name
 
@@ -90,7 +90,7 @@ def list_deliveries(
     """Deliveries, newest first: one per article (or confirmation) and subscriber."""
     wanted = [state_name(s) for s in states or ()]
     with open_runtime(ctx) as rt:
-        rows = outbox.list_deliveries(
+        rows = outbox_view.list_deliveries(
             rt.db, wanted, subscriber_id(rt, subscriber), limit
         )
         tz = rt.settings.site.tz
@@ -138,8 +138,8 @@ def retry(
     if ids and failed:
         raise UsageError("give delivery ids or --failed, not both")
     with open_runtime(ctx) as rt, unit_of_work(rt.db):
-        chosen = outbox.failed_ids(rt.db) if failed else ids or []
-        changed = outbox.retry_now(rt.db, chosen, rt.clock.now())
+        chosen = outbox_view.failed_ids(rt.db) if failed else ids or []
+        changed = outbox_view.retry_now(rt.db, chosen, rt.clock.now())
     if not changed:
         typer.echo("no failed deliveries")
         return

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from aggregator import compose, mail_channel, outbox, store, subscribers
+from aggregator import compose, mail_channel, outbox_view, store, subscribers
 from aggregator.cli.context import open_runtime
 from aggregator.errors import UsageError
 from aggregator.models import SubscriberKind
@@ -45,7 +45,7 @@ def preview(
         subscriber = subscribers.find(rt.db, who)
         if subscriber.kind is not SubscriberKind.EMAIL:
             raise UsageError(f"subscriber {subscriber.id} is a webhook, not e-mail")
-        ids = outbox.unsent_entries(rt.db, subscriber.id)
+        ids = outbox_view.unsent_entries(rt.db, subscriber.id)
         entries = [store.get_entry(rt.db, i) for i in ids]
         if not entries:
             typer.echo(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aggregator import outbox, store, subscribers
+from aggregator import outbox_view, store, subscribers
 from aggregator.cli.context import open_runtime, print_json, print_table, quiet_logs
 from aggregator.poller import CycleReport, MemberReport, select_due
 from aggregator.runtime import Runtime
@@ -201,7 +201,7 @@ def status_doc(rt: Runtime) -> dict[str, Any]:
                 "count": d.count,
                 "oldest_due": to_db(d.oldest_due),
             }
-            for d in outbox.depth(rt.db)
+            for d in outbox_view.depth(rt.db)
         ],
         "database": {
             "path": str(path),

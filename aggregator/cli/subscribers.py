@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aggregator import compose, outbox, subscribers
+from aggregator import compose, optin, outbox, outbox_view, subscribers
 from aggregator.addresses import normalize_email
 from aggregator.cli.context import (
     JSON,
@@ -113,7 +113,7 @@ def create(
     if new.confirmed:
         return subscriber, None
     ttl = timedelta(seconds=rt.settings.email.confirm_ttl)
-    expires = subscribers.issue_confirmation(rt.db, subscriber.id, rt.key, now, ttl)
+    expires = optin.issue_confirmation(rt.db, subscriber.id, rt.key, now, ttl)
     outbox.enqueue_confirmation(rt.db, subscriber.id, now)
     return subscriber, expires
 
@@ -248,9 +248,9 @@ def list_subscribers(
 
 def delivery_counts(rt: Runtime, subscriber_id: int) -> dict[str, int]:
     counts = Counter(
-        d.state for d in outbox.list_deliveries(rt.db, subscriber_id=subscriber_id)
+        d.state for d in outbox_view.list_deliveries(rt.db, subscriber_id=subscriber_id)
     )
-    return {name: counts[name] for name in outbox.DELIVERY_STATES}
+    return {name: counts[name] for name in outbox_view.DELIVERY_STATES}
 
 
 @app.command("show")
@@ -388,7 +388,9 @@ def unsubscribe(rt: Runtime, subscriber: Subscriber, now: datetime) -> str:
         raise UsageError(
             f"subscriber {subscriber.id} is already unsubscribed (--forget erases it)"
         )
-    unsent = outbox.list_deliveries(rt.db, outbox.UNSENT_STATES, subscriber.id)
+    unsent = outbox_view.list_deliveries(
+        rt.db, outbox_view.UNSENT_STATES, subscriber.id
+    )
     subscribers.unsubscribe(rt.db, subscriber.id, now, REMOVED_REASON)
     cancelled = plural(len(unsent), "unsent delivery", "unsent deliveries")
     return f"unsubscribed {named(subscriber)}; cancelled {cancelled}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from aggregator import outbox, subscribers
+from aggregator import optin, outbox, outbox_view, subscribers
 from aggregator.cli.poll import status_doc
 from aggregator.db import unit_of_work
 from aggregator.deliver import DeliveryReport
@@ -216,7 +216,7 @@ async def test_4xx_then_250_is_one_message_with_the_same_message_id(
     await world.poll()
     world.sink.fail_next(1, 451, "data")
     assert (await world.deliver()).count("retry") == 1
-    first_id = outbox.list_deliveries(world.db)[0].message_id
+    first_id = outbox_view.list_deliveries(world.db)[0].message_id
     world.clock.advance(2 * 60)
     assert (await world.deliver()).count("sent") == 1
     [mail] = world.mail()
@@ -277,7 +277,7 @@ async def test_the_confirmation_mail_goes_through_the_outbox(world: World) -> No
     await world.poll()
     pending = world.add("new@example.jp", confirmed=False)
     with unit_of_work(world.db):
-        subscribers.issue_confirmation(
+        optin.issue_confirmation(
             world.db, pending.id, world.rt.key, world.clock.now(), timedelta(days=7)
         )
         outbox.enqueue_confirmation(world.db, pending.id, world.clock.now())
@@ -287,6 +287,6 @@ async def test_the_confirmation_mail_goes_through_the_outbox(world: World) -> No
     match = re.search(r"/confirm/([A-Za-z0-9_-]+)", text_part(mail))
     assert match is not None
     with unit_of_work(world.db):
-        result = subscribers.confirm(world.db, match[1], world.clock.now())
+        result = optin.confirm(world.db, match[1], world.clock.now())
     assert result.outcome == "confirmed"
     assert subscribers.get(world.db, pending.id).state is SubscriberState.ACTIVE

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import outbox, subscribers
+from aggregator import outbox, outbox_view, subscribers
 from aggregator.db import unit_of_work
 from aggregator.models import (
     Article,
@@ -214,7 +214,7 @@ async def test_a_digest_is_due_at_the_next_local_hour(world: World) -> None:
     await world.poll()
     due = {
         row.address: row.due_at.astimezone(JST)
-        for row in outbox.list_deliveries(world.rt.db)
+        for row in outbox_view.list_deliveries(world.rt.db)
     }
     assert due["d@example.jp"] == datetime(2026, 12, 2, 8, 0, tzinfo=JST)
     # Friday 2026-12-04 07:00 in New York (EST, UTC-5) = 12:00 UTC.
@@ -305,7 +305,10 @@ async def test_outcomes_sent_retry_failed_and_retry_now(world: World) -> None:
     assert retried.batch_id == later.batch_id
 
     with unit_of_work(db):
-        assert outbox.retry_now(db, outbox.failed_ids(db), world.clock.now()) == 1
+        assert (
+            outbox_view.retry_now(db, outbox_view.failed_ids(db), world.clock.now())
+            == 1
+        )
     [fresh_claim] = world.claim()
     assert fresh_claim.subscriber.id == dead.subscriber.id
     assert fresh_claim.batch_id != dead.batch_id  # a failed row starts a new message

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from aggregator import outbox, subscribers, tokens
+from aggregator import optin, outbox, subscribers, tokens
 from aggregator.cli.serve import serve_until_signalled
 from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
@@ -67,16 +67,14 @@ class Site:
     def confirm_path(self, subscriber: Subscriber) -> str:
         ttl = timedelta(seconds=self.rt.settings.email.confirm_ttl)
         with unit_of_work(self.rt.db):
-            subscribers.issue_confirmation(
+            optin.issue_confirmation(
                 self.rt.db, subscriber.id, self.rt.key, self.clock.now(), ttl
             )
         return self.sent_confirm_path(subscriber)
 
     def sent_confirm_path(self, subscriber: Subscriber) -> str:
         """The link of the confirmation mail last issued to `subscriber`."""
-        live = subscribers.confirmation_link_token(
-            self.rt.db, subscriber.id, self.rt.key
-        )
+        live = optin.confirmation_link_token(self.rt.db, subscriber.id, self.rt.key)
         assert live is not None
         return f"/confirm/{live[0]}"
 
@@ -325,7 +323,7 @@ async def test_subscribe_creates_a_pending_subscriber_and_queues_its_mail(
     assert taro.consent_source == "web"
     assert taro.consent_origin == "web:127.0.0.1"
     assert taro.consent_at == site.clock.now()
-    assert subscribers.confirmation_link_token(site.rt.db, taro.id, site.rt.key)
+    assert optin.confirmation_link_token(site.rt.db, taro.id, site.rt.key)
     assert states(site.rt.db) == [("Taro@example.jp", None, "pending")]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from aggregator import subscribers, tokens
+from aggregator import optin, subscribers, tokens
 from aggregator.db import open_database, unit_of_work
 from aggregator.errors import UsageError
 from aggregator.models import (
@@ -103,9 +103,9 @@ def test_resubscribe_starts_a_new_consent_and_voids_the_old_links(
     # pending with a live confirmation link, then unsubscribed before using it
     taro = add_subscriber(db, TARO, clock.now(), confirmed=False)
     with unit_of_work(db):
-        subscribers.issue_confirmation(db, taro.id, KEY, clock.now(), TTL)
+        optin.issue_confirmation(db, taro.id, KEY, clock.now(), TTL)
         subscribers.unsubscribe(db, taro.id, clock.now(), "test")
-    live = subscribers.confirmation_link_token(db, taro.id, KEY)
+    live = optin.confirmation_link_token(db, taro.id, KEY)
     assert live is not None
     old_unsubscribe = subscribers.unsubscribe_url_token(KEY, taro)
     clock.advance(3600)
@@ -130,6 +130,6 @@ def test_resubscribe_starts_a_new_consent_and_voids_the_old_links(
     assert tokens.looks_like_token(new_unsubscribe)
     # the link mailed before unsubscribing cannot confirm the new consent
     with unit_of_work(db):
-        outcome = subscribers.confirm(db, live[0], clock.now())
+        outcome = optin.confirm(db, live[0], clock.now())
     assert outcome.outcome == "expired"
     assert subscribers.get(db, taro.id).state is SubscriberState.PENDING

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlite_utils
 
-from aggregator import outbox, subscribers
+from aggregator import outbox_view, subscribers
 from aggregator.db import unit_of_work
 from aggregator.models import (
     Cadence,
@@ -71,5 +71,5 @@ def states(db: sqlite_utils.Database) -> list[tuple[str, int | None, str]]:
     """Every delivery as (address, entry id, state), in id order."""
     return [
         (row.address, row.entry_id, row.state)
-        for row in reversed(outbox.list_deliveries(db))
+        for row in reversed(outbox_view.list_deliveries(db))
     ]

@@ -56,6 +56,7 @@ from aggregator.settings import (
     EmailSettings,
     LogSettings,
     PollSettings,
+    PublishSettings,
     ServerSettings,
     Settings,
     SiteSettings,
@@ -114,6 +115,12 @@ _WEBHOOKS = {
     "retry_schedule": Option(durations),
     "allow_private_addresses": Option(boolean),
 }
+_PUBLISH = {
+    "feed_size": Option(integer(10, 1000)),
+    "websub_hub": Option(optional(http_url)),
+    "icon": Option(optional(http_url)),
+    "logo": Option(optional(http_url)),
+}
 _SERVER = {"host": Option(text), "port": Option(integer(1, 65535))}
 _LOG = {
     "level": Option(choice("debug", "info", "warning", "error")),
@@ -136,6 +143,7 @@ _SECTIONS: dict[str, tuple[dict[str, Option], Callable[..., Any]]] = {
     "poll": (_POLL, PollSettings),
     "email": (_EMAIL, EmailSettings),
     "webhooks": (_WEBHOOKS, WebhookSettings),
+    "publish": (_PUBLISH, PublishSettings),
     "server": (_SERVER, ServerSettings),
     "log": (_LOG, LogSettings),
 }
@@ -373,6 +381,14 @@ retry_schedule = ["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"]
 # Webhook URLs that resolve to private, loopback or link-local addresses are refused
 # unless this is true.
 allow_private_addresses = false
+
+[publish]
+# `kairan publish` writes feed.atom, feed.json, members.opml and the portal
+# (index.html) to data/public/; the server serves them.
+feed_size = 50          # articles in feed.atom and feed.json, and per archive page
+# websub_hub = "https://pubsubhubbub.appspot.com/"   # link rel="hub" + a ping
+# icon = "https://example.jp/favicon.png"
+# logo = "https://example.jp/logo.png"
 
 [server]
 # The daemon's HTTP server (published feeds, unsubscribe links).

@@ -85,6 +85,14 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishSettings:
+    feed_size: int = 50  # articles in feed.atom / feed.json and each archive page
+    websub_hub: str | None = None  # WebSub hub URL: link rel="hub" and a ping
+    icon: str | None = None  # Atom icon / JSON Feed favicon URL
+    logo: str | None = None  # Atom logo / JSON Feed icon URL
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -104,6 +112,7 @@ class Settings:
     poll: PollSettings = PollSettings()
     email: EmailSettings = EmailSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    publish: PublishSettings = PublishSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     members: tuple[Member, ...] = ()
@@ -111,6 +120,11 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "kairan.sqlite3"
+
+    @property
+    def public_dir(self) -> Path:
+        """Where `kairan publish` writes and the server serves from."""
+        return self.data_dir / "public"
 
     def member(self, member_id: str) -> Member | None:
         return next((m for m in self.members if m.id == member_id), None)

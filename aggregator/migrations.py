@@ -203,6 +203,19 @@ def followers(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("0003_publishing")
+def publishing(db: sqlite_utils.Database) -> None:
+    # atom_id: an entry's published id (Atom id, JSON Feed id), chosen once at
+    # its first publish and never recomputed, so it survives new keys and edits.
+    run_script(
+        db,
+        """
+        ALTER TABLE entries ADD COLUMN atom_id TEXT;
+        CREATE UNIQUE INDEX entries_by_atom_id ON entries (atom_id)
+        """,
+    )
+
+
 def apply(db: sqlite_utils.Database, where: str) -> None:
     """Apply pending migrations; refuse a database migrated by a newer Kairan."""
     known = set(KNOWN)

@@ -48,6 +48,7 @@ from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
 from aggregator.models import Cadence, Schedule, Subscriber, SubscriberState
 from aggregator.pages import DefaultHeaders, Pages
+from aggregator.public_files import PublicFiles
 from aggregator.ratelimit import RateLimiter
 from aggregator.runtime import Runtime
 from aggregator.signup import (
@@ -294,11 +295,13 @@ async def healthz(request: Request) -> Response:
 
 
 def build_app(rt: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The daemon's ASGI app: the follower endpoints, then `routes` (issues 4, 6)."""
+    """The daemon's ASGI app: the follower endpoints, `routes` (issue 6), then the
+    published files (`kairan publish`) for every other path."""
     pages = Pages(rt.settings)
     followers = Followers(rt, pages)
+    published = PublicFiles(rt.settings.public_dir)  # last: it takes any path
     return Starlette(
-        routes=[*followers.routes(), *routes],
+        routes=[*followers.routes(), *routes, published.route()],
         middleware=[Middleware(DefaultHeaders, headers=pages.headers)],
         exception_handlers={HTTPException: pages.http_error, 500: pages.server_error},
     )

@@ -17,6 +17,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -80,8 +81,8 @@ class PublicFiles:
 
     async def serve(self, request: Request) -> Response:
         path = self.resolve(request.path_params["path"])
-        if path is None:
-            return Response("not found\n", 404, media_type="text/plain")
+        if path is None:  # the app's handler answers with the site's 404 page
+            raise HTTPException(404)
         stat = path.stat()
         cached = _load(path, stat.st_mtime_ns, stat.st_size)
         use_gzip = cached.gzipped is not None and _accepts_gzip(request)

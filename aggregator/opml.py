@@ -1,4 +1,7 @@
-"""OPML 2.0 in and out for the member list (pure: bytes ⇄ Members)."""
+"""OPML 2.0 in and out for the member list (pure: bytes ⇄ Members).
+
+The writer is notifiers/opml.py, shared with the published members.opml.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,9 @@ from urllib.parse import urlsplit
 from aggregator import xmlguard
 from aggregator.errors import UsageError
 from aggregator.models import Member
+from notifiers.opml import ID, PREFECTURE, Outline, build_document
 
 SLUG_BAD = re.compile(r"[^a-z0-9]+")
-# Our own outline attributes, so that export → import gives back the same members;
-# other readers see the standard ones (category holds prefecture and tags).
-NS = "urn:kairan:opml"
-ID, PREFECTURE = f"{{{NS}}}id", f"{{{NS}}}prefecture"
-ET.register_namespace("kairan", NS)
 
 
 def slugify(text: str) -> str:
@@ -83,21 +82,8 @@ def outline_member(outline: ET.Element, feed: str, taken: set[str]) -> Member:
 
 
 def build_opml(title: str, members: Sequence[Member]) -> bytes:
-    root = ET.Element("opml", version="2.0")
-    head = ET.SubElement(root, "head")
-    ET.SubElement(head, "title").text = title
-    body = ET.SubElement(root, "body")
-    for member in members:
-        attrs = {"type": "rss", "text": member.name, "title": member.name}
-        attrs |= {"xmlUrl": member.feed, ID: member.id}
-        if member.site:
-            attrs["htmlUrl"] = member.site
-        if member.prefecture:
-            attrs[PREFECTURE] = member.prefecture
-        categories = [*([member.prefecture] if member.prefecture else []), *member.tags]
-        if categories:
-            attrs["category"] = ",".join(categories)
-        ET.SubElement(body, "outline", attrs)
-    ET.indent(root)
-    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return data + b"\n"
+    """`kairan members export-opml`: every configured member, in config order."""
+    outlines = [
+        Outline(m.id, m.name, m.feed, m.site, m.prefecture, m.tags) for m in members
+    ]
+    return build_document(title, outlines)

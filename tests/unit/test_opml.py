@@ -34,7 +34,7 @@ def test_export_is_standard_opml_with_prefecture_and_tags_as_categories() -> Non
     text = build_opml("portal", MEMBERS).decode()
     assert '<opml xmlns:kairan="urn:kairan:opml" version="2.0">' in text
     assert 'xmlUrl="https://govgov.ai/rss"' in text
-    assert 'category="神奈川県,municipality"' in text
+    assert 'category="/神奈川県,municipality"' in text
 
 
 def test_a_foreign_opml_gets_unique_slugs() -> None:

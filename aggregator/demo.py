@@ -5,7 +5,8 @@ backlog (baseline, nobody is notified); two followers subscribe; the second cycl
 is all 304s (conditional GET, nothing parsed); in the third yokosuka has published
 a new article, which is stored as new and mailed at once to the immediate
 follower. The next morning the daily follower gets a digest. Every mail lands as
-an .eml file in the data directory's mail/ folder.
+an .eml file in the data directory's mail/ folder, and the combined feeds and
+the portal are published to its public/ folder.
 
 The demo runs on a story clock (28 November 2026, when the sample article
 appears), so the mail shows the times a real morning would.
@@ -26,6 +27,7 @@ from aggregator.db import unit_of_work
 from aggregator.deliver import DeliveryReport
 from aggregator.models import Cadence, ConsentSource, Filters, Schedule, SubscriberKind
 from aggregator.poller import CycleReport
+from aggregator.publish import publish
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.sandbox.demo_data import demo_feed_bytes, demo_feed_names, demo_members
 from aggregator.sandbox.feed_server import FeedServer, static_route
@@ -183,7 +185,12 @@ def run_demo(say: Say, data_dir: Path | None = None) -> list[CycleReport]:
         with open_runtime(settings, clock=clock) as rt:
             reports = asyncio.run(story(rt, clock, server, say))
             say_stored(rt, say)
+            published = publish(rt.db, rt.settings, clock.now())
     say(f"database: {settings.database_path}")
+    say(
+        f"published {len(published.written)} files (feeds, OPML, portal) to "
+        f"{published.out_dir}/; open {published.out_dir / 'index.html'}"
+    )
     say_mail(mail_dir, say)
     return reports
 

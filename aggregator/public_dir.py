@@ -37,7 +37,8 @@ def write_artefacts(
         removed = sorted(set(previous) - set(paths))
         for path in removed:
             _inside(out, path).unlink(missing_ok=True)
-        _replace(out / MANIFEST, json.dumps(paths, ensure_ascii=False).encode())
+        if paths != previous:
+            _replace(out / MANIFEST, json.dumps(paths, ensure_ascii=False).encode())
     except OSError as e:
         raise StoreError(f"{out}: cannot publish: {e.strerror or e}") from None
     return written, len(artefacts) - len(written), removed

@@ -26,6 +26,7 @@ from aggregator.cli import (
     init,
     members,
     poll,
+    publish,
     serve,
     subscriber_csv,
     subscribers,
@@ -128,6 +129,7 @@ deliveries.register(app)
 app.add_typer(digest.app, name="digest")
 demo.register(app)
 serve.register(app)
+publish.register(app)
 
 
 def main() -> None:

@@ -772,6 +772,8 @@ def test_demo_polls_three_cycles(tmp_path: Path) -> None:
     assert "  sent daily mail to reader@example.com (1 article(s))" in lines
     mails = sorted((data / "mail").glob("*.eml"))
     assert [f"  {p}" for p in mails] == lines[-2:]
+    assert (data / "public" / "index.html").is_file()
+    assert (data / "public" / "feed.atom").is_file()
     first = email.message_from_bytes(mails[0].read_bytes(), policy=policy.default)
     assert first["To"] == "taro@example.jp"
     assert "アイデアソン" in first["Subject"]

@@ -290,7 +290,7 @@ class _Portal:
 
     def stamp(self, moment: datetime, *, with_time: bool = False) -> Stamp:
         local = moment.astimezone(self.zone)
-        show = render._datetime if with_time else render._date
+        show = render.format_datetime if with_time else render.format_date
         return Stamp(show(local, self.messages), local.isoformat(timespec="seconds"))
 
     def cards(self, articles: Iterable[PublishedArticle], root: str) -> list[Markup]:

@@ -7,6 +7,7 @@ without reading the clock: the same snapshot always gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,7 @@ class Artefact:
     media_type: str  # e.g. "application/atom+xml; charset=utf-8"
 
 
+_SLUG_BYTES = 120  # well under a file name's 255 bytes, with ".atom" added
 _UNSAFE = frozenset('/\\?#%*:|"<>')
 
 
@@ -94,4 +96,10 @@ def tag_slug(tag: str) -> str:
         else ch
         for ch in text
     )
-    return slug if slug and not slug.startswith(".") else f"tag-{slug}"
+    slug = slug if slug and not slug.startswith(".") else f"tag-{slug}"
+    if len(slug.encode("utf-8")) <= _SLUG_BYTES:
+        return slug
+    # A file name holds 255 bytes: keep a readable head and a hash of the rest.
+    digest = hashlib.sha256(slug.encode("utf-8")).hexdigest()[:12]
+    head = slug.encode("utf-8")[: _SLUG_BYTES - 13].decode("utf-8", "ignore")
+    return f"{head}-{digest}"

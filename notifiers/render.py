@@ -324,7 +324,7 @@ def _listing(
     count = (t.count_one if len(articles) == 1 else t.count_many).format(
         n=len(articles)
     )
-    date = _date(request.date.astimezone(zone), t)
+    date = format_date(request.date.astimezone(zone), t)
     if request.kind is MailKind.IMMEDIATE:
         heading = t.heading_immediate.format(site=site)
         if len(articles) == 1:
@@ -352,7 +352,7 @@ def _confirm(
     url = web_url(request.confirm_url or "")
     if url is None or request.confirm_expires is None:
         raise ValueError("a confirmation needs an http(s) confirm_url and its expiry")
-    expires = _datetime(request.confirm_expires.astimezone(zone), t)
+    expires = format_datetime(request.confirm_expires.astimezone(zone), t)
     return t.subject_confirm.format(site=site), {
         "heading": t.confirm_heading,
         "intro": t.confirm_intro.format(site=site),
@@ -408,7 +408,7 @@ def _article_view(article: MailArticle, t: Messages, zone: ZoneInfo) -> ArticleV
         member = t.with_prefecture.format(name=member, prefecture=prefecture)
     meta = member
     if article.published is not None:
-        published = _datetime(article.published.astimezone(zone), t)
+        published = format_datetime(article.published.astimezone(zone), t)
         meta = f"{member}{t.meta_separator}{published}"
     return ArticleView(
         title=sanitize_header_text(article.title, TITLE_LENGTH) or t.untitled,
@@ -456,13 +456,16 @@ def _zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown timezone {name!r}") from error
 
 
-def _date(local: datetime, t: Messages) -> str:
+def format_date(local: datetime, t: Messages) -> str:
+    """A local date in the reader's language (2026年12月3日, 3 Dec 2026)."""
     return t.date.format(
         year=local.year, month=local.month, day=local.day, mon=_MONTHS[local.month - 1]
     )
 
 
-def _datetime(local: datetime, t: Messages) -> str:
-    text = t.datetime.format(date=_date(local, t), hour=local.hour, minute=local.minute)
+def format_datetime(local: datetime, t: Messages) -> str:
+    text = t.datetime.format(
+        date=format_date(local, t), hour=local.hour, minute=local.minute
+    )
     zone = local.tzname() or ""
     return text if zone == t.home_zone else f"{text} ({zone})"

@@ -217,3 +217,15 @@ def regenerate() -> None:
 
 if __name__ == "__main__" and sys.argv[1:] == ["--regen"]:
     regenerate()
+
+
+def test_a_very_long_tag_gets_a_short_unique_file_name() -> None:
+    from notifiers.published import tag_slug
+
+    long_a, long_b = "長" * 300, "長" * 299 + "短"
+    slug_a, slug_b = tag_slug(long_a), tag_slug(long_b)
+    assert len(slug_a.encode("utf-8")) <= 120
+    assert slug_a != slug_b
+    assert slug_a.startswith("長長長")
+    assert tag_slug("municipality") == "municipality"
+    assert tag_slug("a/b c") == "a-b-c"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -376,6 +376,7 @@ class _Portal:
             prefectures=[t for t in self.topics if t.prefecture],
             tags=[t for t in self.topics if not t.prefecture],
             form=self.form(()),
+            updated=self.updated,
         )
 
     def member_page(self, member: PublishedMember) -> Artefact:
@@ -394,6 +395,7 @@ class _Portal:
             cards=self.cards(articles, "../"),
             showing=self.showing(len(articles), member.articles),
             form=self.form((Choice(member.id, view.name, checked=True),)),
+            updated=self.newest(articles),
         )
 
     def topic_page(self, topic: Topic) -> Artefact:
@@ -414,7 +416,14 @@ class _Portal:
             form=self.form(
                 tuple(Choice(m.id, _name(m.name), False) for m in topic.members)
             ),
+            updated=self.newest(topic.articles),
         )
+
+    def newest(self, articles: Sequence[PublishedArticle]) -> Stamp | None:
+        """A page's own last change, not the site's: a new article elsewhere must
+        not rewrite it (publish only replaces files whose bytes changed)."""
+        latest = max((a.updated for a in articles), default=None)
+        return None if latest is None else self.stamp(latest, with_time=True)
 
     def form(self, choices: tuple[Choice, ...]) -> SubscribeForm | None:
         """The sign-up form (aggregator/signup.py's fields), when one is served."""
@@ -438,6 +447,7 @@ class _Portal:
         *,
         page_title: str | None,
         feed: Feed | None = None,
+        updated: Stamp | None = None,
         **context: Any,
     ) -> Artefact:
         """One page; `feed` is its own Atom feed, announced before the site's."""
@@ -461,7 +471,7 @@ class _Portal:
                 alternates=[feed, *feeds] if feed else feeds,
                 feeds=feeds,
                 feed=feed,
-                updated=self.updated,
+                updated=updated,
                 **context,
             )
         )

@@ -114,7 +114,9 @@ async def test_an_edit_keeps_the_id_and_order_and_changes_updated(
     await world.poll()
     report = world.publish()
     assert "feed.atom" in report.written
-    assert "members/town.atom" not in report.written  # untouched member
+    # an untouched member's feed and page are not rewritten
+    assert "members/town.atom" not in report.written
+    assert "members/town.html" not in report.written
     after = world.atom()
     assert [e.id for e in after.entries] == list(before)  # same ids, same order
     changed = next(e for e in after.entries if e.id == ONE.url)

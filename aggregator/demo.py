@@ -15,6 +15,7 @@ appears), so the mail shows the times a real morning would.
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -82,13 +83,23 @@ def serve_feeds(server: FeedServer, *, next_cycle: bool) -> None:
     )
 
 
-def demo_settings(base_url: str, data_dir: Path, smtp_port: int) -> Settings:
+def free_port() -> int:
+    """A port nobody listens on now: the portal's address goes into every link."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def demo_settings(
+    base_url: str, data_dir: Path, smtp_port: int, portal_port: int
+) -> Settings:
     return Settings(
         path=data_dir / "config.toml",
         data_dir=data_dir,
         site=SiteSettings(
             title="自治体AI活用ポータル (demo)",
-            base_url="http://127.0.0.1:8080/",
+            base_url=f"http://127.0.0.1:{portal_port}/",
             contact="https://example.jp/kairan-demo",
         ),
         poll=PollSettings(timeout=10.0),
@@ -173,25 +184,39 @@ async def story(
     return reports
 
 
-def run_demo(say: Say, data_dir: Path | None = None) -> list[CycleReport]:
+Serve = Callable[[Runtime], None]
+
+
+def run_demo(
+    say: Say, data_dir: Path | None = None, serve: Serve | None = None
+) -> list[CycleReport]:
+    """The story; then, with `serve`, the portal and follower links stay up
+    (served by `serve(runtime)`, which returns when the user stops it)."""
     directory = demo_data_dir(data_dir)
     mail_dir = directory / "mail"
     with FeedServer(record=False) as server, SmtpSink(eml_dir=mail_dir) as sink:
         serve_feeds(server, next_cycle=False)
         say(f"sample feed server: {server.base_url}/ ({len(demo_feed_names())} feeds)")
         say(f"SMTP sink: {sink.url} (writes every message to {mail_dir}/)")
-        settings = demo_settings(server.base_url + "/", directory, sink.port)
+        settings = demo_settings(
+            server.base_url + "/", directory, sink.port, free_port()
+        )
         clock = StoryClock()
         with open_runtime(settings, clock=clock) as rt:
             reports = asyncio.run(story(rt, clock, server, say))
             say_stored(rt, say)
             published = publish(rt.db, rt.settings, clock.now())
-    say(f"database: {settings.database_path}")
-    say(
-        f"published {len(published.written)} files (feeds, OPML, portal) to "
-        f"{published.out_dir}/; open {published.out_dir / 'index.html'}"
-    )
-    say_mail(mail_dir, say)
+            say(f"database: {settings.database_path}")
+            say(
+                f"published {len(published.written)} files (feeds, OPML, portal) to "
+                f"{published.out_dir}/; open {published.out_dir / 'index.html'}"
+            )
+            say_mail(mail_dir, say)
+            if serve is None:
+                say("rerun with --serve to browse the portal and follow mail links")
+            else:
+                say(f"portal: {settings.site.base_url} (Ctrl+C stops)")
+                serve(rt)
     return reports
 
 

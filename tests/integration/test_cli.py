@@ -6,6 +6,7 @@ import email
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -16,6 +17,7 @@ from email import policy
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -750,6 +752,46 @@ def test_python_m_aggregator_prints_one_line_or_with_debug_a_traceback(
 # --- demo ---------------------------------------------------------------------------
 
 
+def test_demo_serve_keeps_the_portal_up_until_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "demo",
+            "--serve",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        portal = ""
+        for _ in range(200):  # the demo prints well under 200 lines
+            line = proc.stdout.readline()
+            if line.startswith("portal: "):
+                portal = line.split()[1]
+                break
+        assert portal.startswith("http://127.0.0.1:")
+        index = httpx.get(portal + "index.html", timeout=10)
+        assert index.status_code == 200
+        assert "横須賀市" in index.text
+        feed = httpx.get(portal + "feed.atom", timeout=10)
+        assert feed.headers["content-type"] == "application/atom+xml; charset=utf-8"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def test_demo_polls_three_cycles(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     result = CliRunner().invoke(
@@ -771,7 +813,8 @@ def test_demo_polls_three_cycles(tmp_path: Path) -> None:
     assert "  sent immediate mail to taro@example.jp (1 article(s))" in lines
     assert "  sent daily mail to reader@example.com (1 article(s))" in lines
     mails = sorted((data / "mail").glob("*.eml"))
-    assert [f"  {p}" for p in mails] == lines[-2:]
+    assert [f"  {p}" for p in mails] == lines[-3:-1]
+    assert lines[-1].startswith("rerun with --serve")
     assert (data / "public" / "index.html").is_file()
     assert (data / "public" / "feed.atom").is_file()
     first = email.message_from_bytes(mails[0].read_bytes(), policy=policy.default)

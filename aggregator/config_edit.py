@@ -27,6 +27,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from aggregator import config
 from aggregator.errors import ConfigError, UsageError
+from aggregator.files import fsync_directory
 from aggregator.models import Member
 from aggregator.settings import Settings
 
@@ -78,16 +79,7 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # the rename itself is durable only once the directory entry is on disk
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(target.parent)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aggregator.errors import StoreError
+from aggregator.files import fsync_directory
 
 KEY_FILE = "secret.key"
 KEY_BYTES = 32
@@ -133,13 +134,4 @@ def _link_new(temp: Path, path: Path) -> None:
         return  # created meanwhile by another process: that one is kept
     except OSError as e:
         raise StoreError(f"cannot create the token key {path}") from e
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # the new directory entry is durable only once the directory is on disk
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)

@@ -110,11 +110,17 @@ def mail_article(entry: StoredEntry, members: Mapping[str, Member]) -> MailArtic
     )
 
 
+def members_by_id(settings: Settings) -> dict[str, Member]:
+    """Built once per pass, not per message: a pass mails thousands of times."""
+    return {m.id: m for m in settings.members}
+
+
 def mail_request(
     settings: Settings,
     subscriber: Subscriber,
     envelope: Envelope,
     entries: Sequence[StoredEntry],
+    members: Mapping[str, Member],
 ) -> MailRequest:
     base = settings.site.base_url
     token = envelope.unsubscribe_token
@@ -129,7 +135,6 @@ def mail_request(
             f"?subject={quote('unsubscribe ' + token)}"
         ),
     )
-    members = {m.id: m for m in settings.members}
     ordered = sorted(
         entries, key=lambda e: (e.published or e.first_seen, e.id), reverse=True
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from aggregator import compose, subscribers
 from aggregator.deliver import Outgoing
-from aggregator.models import StoredEntry, Subscriber
+from aggregator.models import Member, StoredEntry, Subscriber
 from aggregator.settings import Settings
 from notifiers import email_message, render
 from notifiers.errors import PermanentDeliveryError
@@ -48,10 +48,11 @@ def request_for(
     message_id: str,
     date: datetime,
     entries: Sequence[StoredEntry],
+    members: Mapping[str, Member],
     confirm: tuple[str, datetime] | None = None,
 ) -> MailRequest:
     envelope = envelope_for(key, subscriber, envelope_kind, message_id, date, confirm)
-    return compose.mail_request(settings, subscriber, envelope, entries)
+    return compose.mail_request(settings, subscriber, envelope, entries, members)
 
 
 def message_bytes(request: MailRequest) -> bytes:
@@ -64,6 +65,10 @@ class EmailChannel:
     key: bytes
     mailer: Mailer
     name: str = "email"
+    members: dict[str, Member] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.members = compose.members_by_id(self.settings)
 
     @property
     def concurrency(self) -> int:
@@ -85,6 +90,7 @@ class EmailChannel:
             claim.message_id,
             claim.created_at,
             outgoing.entries,
+            self.members,
             outgoing.confirm,
         )
         await self.mailer.send(

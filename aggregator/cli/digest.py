@@ -61,6 +61,7 @@ def preview(
             f"<preview@{compose.site_host(rt.settings)}>",
             rt.clock.now().replace(microsecond=0),
             entries,
+            compose.members_by_id(rt.settings),
         )
     show(request, output)
 

@@ -53,10 +53,13 @@ from aggregator.errors import ConfigError
 from aggregator.models import Member
 from aggregator.settings import (
     MIN_INTERVAL,
+    DaemonSettings,
     EmailSettings,
     LogSettings,
+    OperatorSettings,
     PollSettings,
     PublishSettings,
+    RetentionSettings,
     ServerSettings,
     Settings,
     SiteSettings,
@@ -114,7 +117,22 @@ _WEBHOOKS = {
     "timeout": Option(timeout),
     "retry_schedule": Option(durations),
     "allow_private_addresses": Option(boolean),
+    "concurrency": Option(integer(1, 200)),
+    "per_endpoint": Option(integer(1, 50)),
+    "disable_after": Option(duration(HOUR, 60 * DAY)),
+    "secret_overlap": Option(duration(0, 30 * DAY)),
 }
+_DAEMON = {
+    "poll_tick": Option(duration(10, HOUR)),
+    "deliver_tick": Option(duration(5, HOUR)),
+    "housekeeping_hour": Option(integer(0, 23)),
+}
+_RETENTION = {
+    "deliveries": Option(duration(DAY, 3650 * DAY)),
+    "fetch_log": Option(duration(DAY, 3650 * DAY)),
+    "backups": Option(integer(0, 365)),
+}
+_OPERATOR = {"email": Option(optional(address))}
 _PUBLISH = {
     "feed_size": Option(integer(10, 1000)),
     "websub_hub": Option(optional(http_url)),
@@ -146,6 +164,9 @@ _SECTIONS: dict[str, tuple[dict[str, Option], Callable[..., Any]]] = {
     "publish": (_PUBLISH, PublishSettings),
     "server": (_SERVER, ServerSettings),
     "log": (_LOG, LogSettings),
+    "daemon": (_DAEMON, DaemonSettings),
+    "retention": (_RETENTION, RetentionSettings),
+    "operator": (_OPERATOR, OperatorSettings),
 }
 
 
@@ -381,6 +402,13 @@ retry_schedule = ["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"]
 # Webhook URLs that resolve to private, loopback or link-local addresses are refused
 # unless this is true.
 allow_private_addresses = false
+concurrency = 10        # POSTs in flight at once, all endpoints (1 to 200)
+per_endpoint = 2        # POSTs in flight at once to one endpoint (1 to 50)
+# An endpoint that has answered nothing but failures for this long is disabled
+# (`kairan subscribers enable ID` turns it back on).
+disable_after = "5d"
+# After `kairan subscribers rotate-secret`, the old secret keeps signing this long.
+secret_overlap = "1d"
 
 [publish]
 # `kairan publish` writes feed.atom, feed.json, members.opml and the portal
@@ -398,6 +426,21 @@ port = 8080
 [log]
 level = "info"          # "debug", "info", "warning" or "error"
 format = "kv"           # "kv" (key=value lines) or "json"
+
+[daemon]
+# `kairan run`: how often it looks for due polls and due deliveries.
+poll_tick = "1m"
+deliver_tick = "30s"
+housekeeping_hour = 4   # local hour of the daily prune, backup and PRAGMA optimize
+
+[retention]
+deliveries = "90d"      # sent, failed and cancelled deliveries are pruned after this
+fetch_log = "30d"       # poll history kept for `kairan members show`
+backups = 7             # daily backups kept in data/backups/ (0: none)
+
+[operator]
+# Where the daily health report goes (only on days something needs attention).
+# email = "ops@example.jp"
 
 [storage]
 # The database, published files and backups; relative to this file's directory.

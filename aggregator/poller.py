@@ -53,6 +53,7 @@ class MemberReport:
     moved_to: str | None = None
     new_ids: tuple[int, ...] = ()
     edited_ids: tuple[int, ...] = ()
+    parse_seconds: float | None = None  # None: the body was not parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +196,13 @@ class Poller:
         moved_from = state.url if result.moved_to else None
         ttl = None
         digest = body_hash(result.body) if isinstance(result, Fetched) else None
+        parse_seconds = None
         if isinstance(result, Fetched) and digest != state.body_hash:
+            parse_t0 = self.clock.monotonic()
             feed = await self.parser.parse(
                 result.body, result.content_type, result.url, member.id
             )
+            parse_seconds = self.clock.monotonic() - parse_t0
             for warning in feed.warnings:
                 log.warning(
                     "parse.warning",
@@ -246,6 +250,7 @@ class Poller:
             moved_to=result.moved_to,
             new_ids=report.new,
             edited_ids=report.edited,
+            parse_seconds=parse_seconds,
         )
 
     @cached_property

@@ -79,9 +79,14 @@ class EmailSettings:
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    timeout: float = 15.0
+    timeout: float = 15.0  # seconds for a whole POST, response included
+    # the wait before each attempt, the first included (Standard Webhooks' schedule)
     retry_schedule: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     allow_private_addresses: bool = False
+    concurrency: int = 10  # POSTs in flight at once, all endpoints
+    per_endpoint: int = 2  # POSTs in flight at once to one endpoint
+    disable_after: int = 5 * 86400  # seconds of nothing but failures → disabled
+    secret_overlap: int = 86400  # seconds both secrets sign after a rotation
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,29 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """`kairan run`: how often its jobs tick (seconds)."""
+
+    poll_tick: int = 60  # look for members whose next poll is due
+    deliver_tick: int = 30  # send what the outbox has due
+    housekeeping_hour: int = 4  # local hour of the daily housekeeping
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """What daily housekeeping prunes (seconds) and keeps."""
+
+    deliveries: int = 90 * 86400  # sent, failed and cancelled delivery rows
+    fetch_log: int = 30 * 86400
+    backups: int = 7  # daily backups kept in data/backups/
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    email: str | None = None  # where the daily health report goes; unset: none
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     path: Path  # the config file these came from
     data_dir: Path  # absolute; `[storage] data_dir`, relative to the config file
@@ -115,6 +143,9 @@ class Settings:
     publish: PublishSettings = PublishSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    retention: RetentionSettings = RetentionSettings()
+    operator: OperatorSettings = OperatorSettings()
     members: tuple[Member, ...] = ()
 
     @property

@@ -32,3 +32,7 @@ class PermanentDeliveryError(DeliveryError):
 
 class RecipientRejected(PermanentDeliveryError):
     """The server refused this recipient with a 5xx: a hard bounce."""
+
+
+class EndpointGone(PermanentDeliveryError):
+    """410 Gone: the receiver says the endpoint is gone for good (RFC 9110 §15.5.11)."""

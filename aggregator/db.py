@@ -45,10 +45,73 @@ def open_database(path: Path, *, create: bool = True) -> sqlite_utils.Database:
     try:
         _configure(db, path)
         migrations.apply(db, str(path))
+    except StoreError as e:
+        db.close()
+        if _is_damage(e.__cause__):
+            raise _damaged(path, str(e.__cause__)) from e.__cause__
+        raise
     except BaseException:
         db.close()
         raise
     return db
+
+
+def startup_check(db: sqlite_utils.Database, path: Path) -> None:
+    """The daemon's check at start (``PRAGMA quick_check``): damage found now is
+    reported with the backup to restore, not met later half-way through a write."""
+    from aggregator import backup  # imported here: backup.py imports this module
+
+    problems = backup.quick_check(db)
+    if problems:
+        raise _damaged(path, f"quick_check: {problems[0]}")
+
+
+# https://sqlite.org/wal.html#walresetbug
+WAL_RESET_FIXED = (3, 51, 3)
+
+
+def sqlite_version_warning() -> str | None:
+    """A warning for the daemon's start log when SQLite has the WAL-reset bug."""
+    if sqlite3.sqlite_version_info >= WAL_RESET_FIXED:
+        return None
+    fixed = ".".join(map(str, WAL_RESET_FIXED))
+    return (
+        f"SQLite {sqlite3.sqlite_version} is older than {fixed}, which fixes a WAL "
+        "bug that can corrupt a database when two connections write or checkpoint "
+        "at the same moment (https://sqlite.org/wal.html#walresetbug); kairan "
+        "writes one transaction at a time and only the daemon checkpoints, so it "
+        f"avoids the race, but upgrade SQLite to {fixed} or later when you can"
+    )
+
+
+def _is_damage(error: BaseException | None) -> bool:
+    """Is this SQLite saying the file itself is broken (not busy, not read-only)?"""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    # The primary result code is the low byte of an extended one.
+    primary = error.sqlite_errorcode & 0xFF
+    return primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _damaged(path: Path, reason: str) -> StoreError:
+    """The error for a damaged file, with the command that restores the newest
+    backup. The stale -wal and -shm files go too: SQLite would otherwise replay
+    the damaged database's log onto the restored copy."""
+    from aggregator import backup  # imported here: backup.py imports this module
+
+    backups = path.parent / backup.BACKUP_DIR_NAME
+    newest = backup.newest_backup(backups)
+    if newest is None:
+        advice = f"no backup found in {backups}"
+    else:
+        advice = (
+            f"restore the newest backup: rm -f {path}-wal {path}-shm && "
+            f"cp {newest} {path}"
+        )
+    return StoreError(
+        f"{path}: not a usable SQLite database: the file is damaged ({reason}); "
+        f"{advice}"
+    )
 
 
 def _configure(db: sqlite_utils.Database, path: Path) -> None:

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from aggregator import __version__
 from aggregator.cli import (
+    db,
     deliveries,
     demo,
     digest,
@@ -123,6 +124,7 @@ poll.register(app)
 app.add_typer(members.app, name="members")
 app.add_typer(entries.app, name="entries")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(db.app, name="db")
 subscriber_csv.register(subscribers.app)
 app.add_typer(deliveries.app, name="deliveries")
 deliveries.register(app)

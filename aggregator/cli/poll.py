@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
-from aggregator import outbox_view, store, subscribers
+from aggregator import attention, outbox_view, store, subscribers
 from aggregator.cli.context import open_runtime, print_json, print_table, quiet_logs
 from aggregator.poller import CycleReport, MemberReport, select_due
 from aggregator.runtime import Runtime
 from aggregator.timefmt import from_db, to_db
+from notifiers.operator_report import AttentionItem, headline, item_line
 
 
 def register(app: typer.Typer) -> None:
@@ -114,7 +116,8 @@ def status(
 ) -> None:
     """Members' health, articles, subscribers, the outbox and the database."""
     with open_runtime(ctx) as rt:
-        doc = status_doc(rt)
+        items = attention.gather(rt.db, rt.settings, rt.clock.now())
+        doc = status_doc(rt, items)
         tz = rt.settings.site.tz
     if as_json:
         print_json(doc)  # times in UTC, as stored
@@ -153,10 +156,18 @@ def status(
         f"database {doc['database']['path']} ({doc['database']['bytes']} bytes), "
         f"SQLite {doc['database']['sqlite_version']}, {doc['entries']} articles"
     )
+    typer.echo(f"attention: {headline(len(items)) if items else 'none'}")
+    for item in items:
+        typer.echo(f"  {item_line(item, tz)}")
 
 
-def status_doc(rt: Runtime) -> dict[str, Any]:
+def status_doc(
+    rt: Runtime, items: Sequence[AttentionItem] | None = None
+) -> dict[str, Any]:
+    """What `status --json` prints; `items`: what needs attention, if gathered."""
     now = rt.clock.now()
+    if items is None:
+        items = attention.gather(rt.db, rt.settings, now)
     weeks = 4
     states = store.feed_states(rt.db)
     counts = store.member_counts(rt.db, now - timedelta(weeks=weeks))
@@ -208,4 +219,15 @@ def status_doc(rt: Runtime) -> dict[str, Any]:
             "bytes": size,
             "sqlite_version": sqlite3.sqlite_version,
         },
+        "attention": [attention_json(item) for item in items],
+    }
+
+
+def attention_json(item: AttentionItem) -> dict[str, Any]:
+    return {
+        "kind": str(item.kind),
+        "subject": item.subject,
+        "detail": item.detail,
+        "advice": item.advice,
+        "since": to_db(item.since),
     }

@@ -18,7 +18,17 @@ from typing import Protocol
 
 import sqlite_utils
 
-from aggregator import backoff, compose, logs, optin, outbox, store, subscribers
+from aggregator import (
+    backoff,
+    compose,
+    endpoints,
+    logs,
+    optin,
+    outbox,
+    published_ids,
+    store,
+    subscribers,
+)
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
@@ -26,6 +36,7 @@ from aggregator.models import StoredEntry, Subscriber
 from aggregator.settings import Settings
 from notifiers.errors import (
     DeliveryError,
+    EndpointGone,
     RecipientRejected,
     TransientDeliveryError,
 )
@@ -42,6 +53,7 @@ class Outgoing:
     claim: outbox.Claim
     entries: tuple[StoredEntry, ...]
     confirm: tuple[str, datetime] | None  # the live confirmation token, expiry
+    secrets: tuple[str, ...] = ()  # a webhook's live signing secrets, newest first
 
 
 class Channel(Protocol):
@@ -58,6 +70,10 @@ class Channel(Protocol):
     @property
     def retry_schedule(self) -> tuple[int, ...]:
         """Seconds to wait after the 1st, 2nd, … failure; then give up."""
+        ...
+
+    def payload(self, outgoing: Outgoing) -> bytes | None:
+        """Bytes to fix at the first claim and resend unchanged (None: none)."""
         ...
 
     async def send(self, outgoing: Outgoing) -> None: ...
@@ -101,6 +117,7 @@ class DeliveryPass:
     key: bytes
     channels: Mapping[str, Channel]
     _entries: dict[int, StoredEntry] = field(default_factory=dict, repr=False)
+    _secrets: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     async def run(
         self,
@@ -111,6 +128,7 @@ class DeliveryPass:
     ) -> DeliveryReport:
         """Send everything due now (on the chosen channels, for one subscriber)."""
         self._entries.clear()  # articles may have been edited since the last pass
+        self._secrets.clear()  # and secrets rotated
         names = self._channel_names(channel)
         results: list[SendResult] = []
         for name in names:
@@ -162,7 +180,8 @@ class DeliveryPass:
                 self.message_host(),
                 channel.name,
             )
-        self._load_entries(claims)
+            self._load_entries(claims)
+            claims = [self._with_payload(channel, c) for c in claims]
         gate = asyncio.Semaphore(max(1, channel.concurrency))
 
         async def one(claim: outbox.Claim) -> Attempt:
@@ -181,9 +200,29 @@ class DeliveryPass:
         return compose.site_host(self.settings)
 
     def _load_entries(self, claims: Sequence[outbox.Claim]) -> None:
-        """A digest pass sends the same articles thousands of times: read each once."""
+        """A digest pass sends the same articles thousands of times: read each once.
+
+        Their published ids are assigned first (as `kairan publish` would), so a
+        webhook names an article by the id it has in the feeds.
+        """
         wanted = {i for c in claims for i in c.entry_ids} - self._entries.keys()
-        self._entries.update(store.get_entries(self.db, sorted(wanted)))
+        if wanted:
+            published_ids.assign_atom_ids(self.db, self.message_host())
+            self._entries.update(store.get_entries(self.db, sorted(wanted)))
+
+    def _with_payload(self, channel: Channel, claim: outbox.Claim) -> outbox.Claim:
+        """Fix a message's bytes in the claim's transaction (webhooks)."""
+        if claim.payload is not None:
+            return claim
+        try:
+            payload = channel.payload(self._outgoing(claim))
+        except Exception:
+            # Sent without: the send builds it again, and its error is recorded.
+            log.exception("delivery.bug", extra=_fields(claim))
+            return claim
+        if payload is None:
+            return claim
+        return outbox.fix_payload(self.db, claim, payload)
 
     async def _attempt(self, channel: Channel, claim: outbox.Claim) -> Attempt:
         try:
@@ -202,7 +241,15 @@ class DeliveryPass:
             if claim.kind == "confirm"
             else None
         )
-        return Outgoing(claim, entries, confirm)
+        return Outgoing(claim, entries, confirm, self._signing_secrets(claim))
+
+    def _signing_secrets(self, claim: outbox.Claim) -> tuple[str, ...]:
+        if claim.channel != "webhook":
+            return ()
+        who = claim.subscriber.id
+        if who not in self._secrets:
+            self._secrets[who] = endpoints.live_secrets(self.db, who, self.clock.now())
+        return self._secrets[who]
 
     def _record(
         self, channel: Channel, attempts: Sequence[Attempt]
@@ -232,9 +279,12 @@ class DeliveryPass:
         claim, error = attempt.claim, attempt.error
         if error is None:
             outbox.mark_sent(self.db, claim, now)
-            subscribers.clear_bounces(self.db, claim.subscriber.id)
+            subscribers.mark_reachable(self.db, claim.subscriber.id)
             return self._result(claim, "sent")
         problem = str(error)
+        if claim.channel == "webhook" and self._endpoint_failed(claim, error, now):
+            outbox.mark_failed(self.db, claim, problem)
+            return self._result(claim, "failed", problem)
         retry_at = None
         if isinstance(error, TransientDeliveryError):
             retry_at = backoff.next_retry(
@@ -249,6 +299,37 @@ class DeliveryPass:
         if isinstance(error, RecipientRejected):
             self._bounced(claim.subscriber, problem, now)
         return self._result(claim, "failed", problem)
+
+    def _endpoint_failed(
+        self, claim: outbox.Claim, error: DeliveryError, now: datetime
+    ) -> bool:
+        """True when this failure disables the endpoint: gone (410) or failing
+        for `webhooks.disable_after`.
+
+        Called before this claim's outcome is written: its own rows are still
+        `sending`, so `disable` drops the endpoint's other unsent rows and the
+        caller fails this one.
+        """
+        who = claim.subscriber
+        if isinstance(error, EndpointGone):
+            reason = f"gone: {error}"
+            dropped = endpoints.disable(
+                self.db, who.id, now, reason, cancel_unsent=True
+            )
+        else:
+            since = endpoints.record_failure(self.db, who.id, now)
+            limit = timedelta(seconds=self.settings.webhooks.disable_after)
+            if not endpoints.failing_too_long(who, since, now, limit):
+                return False
+            reason = f"failing since {since:%Y-%m-%d %H:%M} UTC: {error}"
+            dropped = endpoints.disable(
+                self.db, who.id, now, reason, cancel_unsent=False
+            )
+        log.warning(
+            "webhook.disabled",
+            extra=logs.fields(subscriber=who.id, reason=reason, unsent=dropped),
+        )
+        return True
 
     def _bounced(self, subscriber: Subscriber, problem: str, now: datetime) -> None:
         limit = self.settings.email.bounce_limit

@@ -78,6 +78,11 @@ class EmailChannel:
     def retry_schedule(self) -> tuple[int, ...]:
         return self.settings.email.retry_schedule
 
+    def payload(self, outgoing: Outgoing) -> None:
+        """None: a mail is rendered again for each attempt, the same bytes for
+        the same articles (its Message-ID and Date are fixed with its batch)."""
+        return None
+
     async def send(self, outgoing: Outgoing) -> None:
         claim = outgoing.claim
         if claim.kind == "confirm" and outgoing.confirm is None:

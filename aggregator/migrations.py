@@ -216,6 +216,30 @@ def publishing(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("0004_webhooks")
+def webhooks(db: sqlite_utils.Database) -> None:
+    run_script(
+        db,
+        """
+        -- A webhook endpoint's first failure since its last success (a success
+        -- clears it). Failing for webhooks.disable_after disables the endpoint.
+        ALTER TABLE subscribers ADD COLUMN failing_since TEXT;
+        -- A webhook's body, fixed at its first claim: every retry is byte-identical.
+        ALTER TABLE batches ADD COLUMN payload BLOB;
+        -- Signing secrets (Standard Webhooks whsec_…), stored as given since
+        -- signing needs them. An old one signs beside the new until expires_at.
+        CREATE TABLE webhook_secrets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            secret TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT
+        );
+        CREATE INDEX webhook_secrets_by_subscriber ON webhook_secrets (subscriber_id)
+        """,
+    )
+
+
 def apply(db: sqlite_utils.Database, where: str) -> None:
     """Apply pending migrations; refuse a database migrated by a newer Kairan."""
     known = set(KNOWN)

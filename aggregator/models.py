@@ -221,6 +221,7 @@ class StoredEntry:
     status: EntryStatus
     content_hash: str
     tags: tuple[str, ...] = field(default=())
+    atom_id: str | None = None  # its published id, once assigned (published_ids)
 
 
 # --- followers -----------------------------------------------------------------
@@ -298,3 +299,4 @@ class Subscriber:
     hard_bounces: int = 0
     state_reason: str | None = None
     token_generation: int = 1
+    failing_since: datetime | None = None  # webhooks: failing without a success since

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -187,6 +187,7 @@ class Claim:
     delivery_ids: tuple[int, ...]
     entry_ids: tuple[int, ...]  # empty for a confirmation
     attempts: int  # this attempt included
+    payload: bytes | None = None  # a webhook's body once fixed (`fix_payload`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,7 @@ def claim(
     people = {i: subscribers.get(db, i) for i in set(subscriber_ids)}
     for batch in plan(db, subscriber_ids, now, channel):
         subscriber = people[batch.subscriber_id]
-        batch_id, message_id, created_at, kind = _batch_for(
+        batch_id, message_id, created_at, kind, payload = _batch_for(
             db, batch, subscriber, now, message_host
         )
         db.conn.executemany(
@@ -303,6 +304,7 @@ def claim(
                 delivery_ids=batch.delivery_ids,
                 entry_ids=tuple(e for e in batch.entry_ids if e is not None),
                 attempts=batch.attempts + 1,
+                payload=payload,
             )
         )
     return claims
@@ -322,23 +324,44 @@ def _batch_for(
     subscriber: Subscriber,
     now: datetime,
     message_host: str,
-) -> tuple[int, str, datetime, str]:
+) -> tuple[int, str, datetime, str, bytes | None]:
     if batch.batch_id is not None:
         row = db.execute(
-            "SELECT message_id, created_at, kind FROM batches WHERE id = ?",
+            "SELECT message_id, created_at, kind, payload FROM batches WHERE id = ?",
             [batch.batch_id],
         ).fetchone()
-        return batch.batch_id, row[0], from_db_required(row[1]), row[2]
+        return batch.batch_id, row[0], from_db_required(row[1]), row[2], row[3]
     kind = batch_kind(batch, subscriber)
-    # RFC 5322 3.6.4: globally unique; random, so it reveals nothing about the list.
-    message_id = f"<{secrets.token_hex(12)}@{message_host}>"
+    message_id = new_message_id(batch.channel, message_host)
     stamp = now.replace(microsecond=0)
     row = db.execute(
         """INSERT INTO batches (subscriber_id, channel, kind, message_id, created_at)
            VALUES (?, ?, ?, ?, ?) RETURNING id""",
         [subscriber.id, batch.channel, kind, message_id, to_db(stamp)],
     ).fetchone()
-    return int(row[0]), message_id, stamp, kind
+    return int(row[0]), message_id, stamp, kind, None
+
+
+def new_message_id(channel: str, message_host: str) -> str:
+    """Random, so it reveals nothing about the list or the order of deliveries."""
+    if channel == "webhook":
+        # Standard Webhooks' webhook-id: receivers dedupe on it, across retries.
+        return f"msg_{secrets.token_hex(16)}"
+    # RFC 5322 3.6.4: a Message-ID is globally unique.
+    return f"<{secrets.token_hex(12)}@{message_host}>"
+
+
+def fix_payload(db: sqlite_utils.Database, claim: Claim, payload: bytes) -> Claim:
+    """Store a webhook's body with its batch, so every retry sends the same bytes.
+
+    Call in the claim's transaction: a crash before the commit loses the claim
+    and the body together, and the next claim builds both again.
+    """
+    db.execute(
+        "UPDATE batches SET payload = ? WHERE id = ? AND payload IS NULL",
+        [payload, claim.batch_id],
+    )
+    return replace(claim, payload=payload)
 
 
 # --- outcomes -----------------------------------------------------------------

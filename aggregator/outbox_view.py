@@ -112,8 +112,15 @@ def retry_now(
     return changed
 
 
-def failed_ids(db: sqlite_utils.Database) -> list[int]:
-    rows = db.execute("SELECT id FROM deliveries WHERE state = 'failed' ORDER BY id")
+def failed_ids(
+    db: sqlite_utils.Database, subscriber_id: int | None = None
+) -> list[int]:
+    rows = db.execute(
+        """SELECT id FROM deliveries WHERE state = 'failed'
+             AND (:subscriber IS NULL OR subscriber_id = :subscriber)
+           ORDER BY id""",
+        {"subscriber": subscriber_id},
+    )
     return [row[0] for row in rows.fetchall()]
 
 
@@ -135,6 +142,15 @@ class OutboxDepth:
     state: str
     count: int
     oldest_due: datetime | None
+
+
+def has_unsent(db: sqlite_utils.Database, channel: str) -> bool:
+    row = db.execute(
+        """SELECT 1 FROM deliveries
+           WHERE state IN ('pending', 'sending', 'retry') AND channel = ? LIMIT 1""",
+        [channel],
+    ).fetchone()
+    return row is not None
 
 
 def depth(db: sqlite_utils.Database) -> list[OutboxDepth]:

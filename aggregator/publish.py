@@ -7,12 +7,10 @@ are pure.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import sqlite_utils
 
@@ -20,6 +18,7 @@ from aggregator import __version__, store
 from aggregator.db import unit_of_work
 from aggregator.models import FeedState, MemberState
 from aggregator.public_dir import write_artefacts
+from aggregator.published_ids import assign_atom_ids
 from aggregator.settings import Settings
 from aggregator.timefmt import from_db, from_db_required
 from notifiers import atom, jsonfeed, opml, portal
@@ -30,39 +29,6 @@ from notifiers.published import (
     PublishedSite,
     Snapshot,
 )
-
-_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")  # RFC 3987: a scheme, no spaces
-
-
-# --- stable ids ---------------------------------------------------------------
-
-
-def assign_atom_ids(db: sqlite_utils.Database, host: str) -> int:
-    """Give every entry that has none its published id, once and for good.
-
-    The id is the entry's guid, as its credited member's feed gave it, when that
-    is an IRI; else a tag: URI (RFC 4151) from the site's host, the day the entry
-    was first seen and its strongest identity key. Stored, so later keys, edits
-    or a changed base_url never change it.
-    """
-    rows = db.execute(
-        "SELECT id, member_id, first_seen FROM entries WHERE atom_id IS NULL"
-    ).fetchall()
-    keys = store.keys_of(db, [row[0] for row in rows])
-    for entry_id, member_id, first_seen in rows:
-        chosen = _atom_id(keys.get(entry_id, []), member_id, host, first_seen)
-        db.execute("UPDATE entries SET atom_id = ? WHERE id = ?", [chosen, entry_id])
-    return len(rows)
-
-
-def _atom_id(keys: Sequence[str], member_id: str, host: str, first_seen: str) -> str:
-    prefix = f"guid:{member_id}:"
-    guid = next((k.removeprefix(prefix) for k in keys if k.startswith(prefix)), None)
-    if guid is not None and _IRI.fullmatch(guid):
-        return guid
-    strongest = keys[0] if keys else f"entry:{first_seen}"
-    return f"tag:{host},{first_seen[:10]}:{quote(strongest, safe=':/')}"
-
 
 # --- the snapshot -----------------------------------------------------------
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 
-from aggregator import config, fetch, tokens
+from aggregator import config, fetch, outbox_view, tokens
 from aggregator.clock import Clock, SystemClock
 from aggregator.db import open_database, unit_of_work
-from aggregator.deliver import DeliveryPass
+from aggregator.deliver import Channel, DeliveryPass
 from aggregator.errors import ConfigError
 from aggregator.hostlimits import HostLimits
 from aggregator.mail_channel import EmailChannel, Mailer
@@ -21,6 +26,8 @@ from aggregator.parse_runner import ParseRunner
 from aggregator.poller import Poller
 from aggregator.settings import Settings
 from aggregator.store import sync_members
+from aggregator.webhook_channel import Poster, WebhookChannel
+from notifiers.webhook import WebhookTransport
 
 
 @dataclass
@@ -29,6 +36,9 @@ class Runtime:
     db: sqlite_utils.Database
     clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
+    # The real time, whatever `clock` says: what a receiver compares with its own
+    # (webhook-timestamp). Tests and the demo move `clock`; this stays real.
+    wall: Clock = field(default_factory=SystemClock)
     _key: bytes | None = field(default=None, repr=False)
 
     @property
@@ -48,27 +58,47 @@ class Runtime:
 
     @asynccontextmanager
     async def delivery_pass(
-        self, mailer: Mailer | None = None
+        self, mailer: Mailer | None = None, poster: Poster | None = None
     ) -> AsyncIterator[DeliveryPass]:
-        """A delivery pass over the e-mail channel (SMTP unless a mailer is given)."""
-        self.require_sender()
-        async with AsyncExitStack() as stack:
-            if mailer is None:
-                # Imported here: aiosmtplib is not needed by commands that never mail.
-                from notifiers.email import SmtpTransport
+        """A delivery pass over e-mail (SMTP unless a mailer is given) and
+        webhooks (HTTPS unless a poster is given).
 
-                mailer = await stack.enter_async_context(
-                    SmtpTransport(self.settings.email)
-                )
-            channel = EmailChannel(self.settings, self.key, mailer)
+        Without `[email] from`, e-mail is left out, unless mail is waiting to be
+        sent: then that is the error to report.
+        """
+        async with AsyncExitStack() as stack:
+            channels: dict[str, Channel] = {}
+            if self.settings.email.from_address or outbox_view.has_unsent(
+                self.db, "email"
+            ):
+                self.require_sender()
+                if mailer is None:
+                    mailer = await stack.enter_async_context(self._smtp())
+                channels["email"] = EmailChannel(self.settings, self.key, mailer)
+            if poster is None:
+                poster = await stack.enter_async_context(self.webhook_transport())
+            channels["webhook"] = WebhookChannel(self.settings, poster, self.wall)
             yield DeliveryPass(
                 db=self.db,
                 settings=self.settings,
                 clock=self.clock,
                 rng=self.rng,
                 key=self.key,
-                channels={channel.name: channel},
+                channels=channels,
             )
+
+    def _smtp(self) -> AbstractAsyncContextManager[Mailer]:
+        # Imported here: aiosmtplib is not needed by commands that never mail.
+        from notifiers.email import SmtpTransport
+
+        return SmtpTransport(self.settings.email)
+
+    def webhook_transport(self) -> WebhookTransport:
+        """Connects lazily: a pass with no webhook due opens no connection."""
+        return WebhookTransport(
+            self.settings.webhooks,
+            fetch.user_agent(self.settings.poll, self.settings.site),
+        )
 
     @asynccontextmanager
     async def poller(self, *, strict: bool = False) -> AsyncIterator[Poller]:

@@ -386,6 +386,7 @@ def rows_to_entries(
             status=EntryStatus(row["status"]),
             content_hash=row["content_hash"],
             tags=tuple(json.loads(row["tags"])),
+            atom_id=row["atom_id"],
         )
         for row in rows
     ]

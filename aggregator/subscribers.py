@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
-from aggregator import addresses, tokens
+from aggregator import addresses, tokens, urls
 from aggregator.errors import UsageError
 from aggregator.models import (
     Cadence,
@@ -66,6 +66,7 @@ def row_to_subscriber(row: dict[str, Any]) -> Subscriber:
         hard_bounces=row["hard_bounces"],
         state_reason=row["state_reason"],
         token_generation=row["token_generation"],
+        failing_since=from_db(row["failing_since"]),
     )
 
 
@@ -88,7 +89,7 @@ def _schedule_columns(schedule: Schedule) -> dict[str, Any]:
 def address_key(kind: SubscriberKind, address: str) -> str:
     if kind is SubscriberKind.EMAIL:
         return addresses.address_key(address)
-    return address
+    return urls.endpoint_key(address)
 
 
 def is_suppressed(db: sqlite_utils.Database, address: str) -> datetime | None:
@@ -308,7 +309,10 @@ def resume(db: sqlite_utils.Database, subscriber_id: int, now: datetime) -> Subs
             f"subscriber {subscriber_id} is {subscriber.state}; "
             "only paused, bouncing or disabled subscribers can be resumed"
         )
-    db.execute("UPDATE subscribers SET hard_bounces = 0 WHERE id = ?", [subscriber_id])
+    db.execute(
+        "UPDATE subscribers SET hard_bounces = 0, failing_since = NULL WHERE id = ?",
+        [subscriber_id],
+    )
     set_state(db, subscriber_id, SubscriberState.ACTIVE, now)
     return get(db, subscriber_id)
 
@@ -397,8 +401,10 @@ def record_bounce(
     return True
 
 
-def clear_bounces(db: sqlite_utils.Database, subscriber_id: int) -> None:
+def mark_reachable(db: sqlite_utils.Database, subscriber_id: int) -> None:
+    """A message got through: forget past bounces and failures."""
     db.execute(
-        "UPDATE subscribers SET hard_bounces = 0 WHERE id = ? AND hard_bounces > 0",
+        """UPDATE subscribers SET hard_bounces = 0, failing_since = NULL
+           WHERE id = ? AND (hard_bounces > 0 OR failing_since IS NOT NULL)""",
         [subscriber_id],
     )

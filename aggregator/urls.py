@@ -135,3 +135,18 @@ def is_web(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in _DEFAULT_PORTS and bool(parts.netloc)
+
+
+def endpoint_key(url: str) -> str:
+    """A webhook URL's uniqueness key: scheme, host and default port normalised.
+
+    Unlike `canonical`, the query is kept whole: an endpoint's parameters (a
+    channel name, a receiver's token) are part of where it is.
+    """
+    parts = urlsplit(_clean(url))
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.netloc:
+        return _clean(url)
+    netloc = _netloc(scheme, parts.netloc)
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{netloc}{parts.path or '/'}{query}"

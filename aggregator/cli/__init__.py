@@ -31,6 +31,7 @@ from aggregator.cli import (
     serve,
     subscriber_csv,
     subscribers,
+    webhooks,
 )
 from aggregator.cli.context import CliState
 from aggregator.errors import KairanError
@@ -126,6 +127,7 @@ app.add_typer(entries.app, name="entries")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(db.app, name="db")
 subscriber_csv.register(subscribers.app)
+webhooks.register(subscribers.app)
 app.add_typer(deliveries.app, name="deliveries")
 deliveries.register(app)
 app.add_typer(digest.app, name="digest")

@@ -131,14 +131,21 @@ def retry(
     failed: Annotated[
         bool, typer.Option("--failed", help="Every failed delivery.")
     ] = False,
+    who: SubscriberOption = None,
 ) -> None:
     """Make deliveries due now: failed ones, or ones waiting to be retried."""
     if not ids and not failed:
         raise UsageError("give delivery ids or --failed")
     if ids and failed:
         raise UsageError("give delivery ids or --failed, not both")
+    if who is not None and not failed:
+        raise UsageError("--subscriber goes with --failed")
     with open_runtime(ctx) as rt, unit_of_work(rt.db):
-        chosen = outbox_view.failed_ids(rt.db) if failed else ids or []
+        chosen = (
+            outbox_view.failed_ids(rt.db, subscriber_id(rt, who))
+            if failed
+            else ids or []
+        )
         changed = outbox_view.retry_now(rt.db, chosen, rt.clock.now())
     if not changed:
         typer.echo("no failed deliveries")

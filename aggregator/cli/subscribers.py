@@ -7,11 +7,13 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 
 from aggregator import compose, optin, outbox, outbox_view, subscribers
 from aggregator.addresses import normalize_email
+from aggregator.cli import webhooks
 from aggregator.cli.context import (
     JSON,
     local_time,
@@ -49,7 +51,7 @@ from aggregator.models import (
 )
 from aggregator.runtime import Runtime
 from aggregator.settings import Settings
-from aggregator.timefmt import to_db
+from aggregator.timefmt import from_db, to_db
 
 app = typer.Typer(no_args_is_help=True, help="List and manage e-mail subscribers.")
 REMOVED_REASON = "removed by operator"
@@ -76,7 +78,8 @@ def subscriber_doc(s: Subscriber) -> dict[str, Any]:
     """The JSON of `list`, `show` and `export --json`; times in UTC."""
     return {
         "id": s.id,
-        "email": s.address,
+        "kind": str(s.kind),
+        ("email" if s.kind is SubscriberKind.EMAIL else "url"): s.address,
         "state": str(s.state),
         "schedule": str(s.schedule.cadence),
         "hour": s.schedule.hour,
@@ -162,7 +165,17 @@ def pending_note(settings: Settings, count: int, expires: datetime) -> str:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(metavar="EMAIL")],
+    email: Annotated[
+        str | None, typer.Argument(metavar="EMAIL", show_default=False)
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            help="Add a webhook endpoint instead: one signed POST per new article.",
+        ),
+    ] = None,
     schedule: ScheduleOption = None,
     hour: HourOption = None,
     weekday: WeekdayOption = None,
@@ -179,10 +192,22 @@ def add(
         ),
     ] = False,
 ) -> None:
-    """Add a subscriber: pending until it follows the link of a confirmation mail."""
+    """Add a subscriber: pending until it follows the link of a confirmation mail.
+
+    With --webhook URL: an endpoint, active at once; its signing secret is
+    printed once.
+    """
+    given = Given(schedule, hour, weekday, members, tags, keywords, timezone, language)
+    if webhook is not None:
+        if email is not None:
+            raise UsageError("give an EMAIL or --webhook URL, not both")
+        refuse_mail_options(given, confirmed)
+        webhooks.add_webhook(ctx, webhook, given, f"cli:{operator()}")
+        return
+    if email is None:
+        raise UsageError("give an EMAIL, or --webhook URL")
     settings = state(ctx).settings()
     address = normalize_email(email)
-    given = Given(schedule, hour, weekday, members, tags, keywords, timezone, language)
     choice = resolve(given, Choice.defaults(settings), settings, option_name)
     new = new_subscriber(
         address,
@@ -196,6 +221,21 @@ def add(
     typer.echo(f"added {named(subscriber)}, {subscriber.state}: {summary(subscriber)}")
     if expires is not None:
         typer.echo(pending_note(settings, 1, expires))
+
+
+def refuse_mail_options(given: Given, confirmed: bool) -> None:
+    """A webhook gets every matching article at once, in no language or zone."""
+    mail_only = {
+        "--schedule": given.schedule,
+        "--hour": given.hour,
+        "--weekday": given.weekday,
+        "--timezone": given.timezone,
+        "--language": given.language,
+        "--confirmed": confirmed or None,
+    }
+    for option, value in mail_only.items():
+        if value is not None:
+            raise UsageError(f"{option} is for e-mail subscribers, not --webhook")
 
 
 # --- listing -------------------------------------------------------------------------
@@ -213,18 +253,32 @@ def list_subscribers(
             "unsubscribed, bouncing, disabled.",
         ),
     ] = None,
+    list_webhooks: Annotated[
+        bool, typer.Option("--webhooks", help="The webhook endpoints instead.")
+    ] = False,
     as_json: JSON = False,
 ) -> None:
-    """The e-mail subscribers, oldest first."""
+    """The e-mail subscribers (or, with --webhooks, the endpoints), oldest first."""
     wanted = [state_of(s) for s in states or ()]
+    kind = SubscriberKind.WEBHOOK if list_webhooks else SubscriberKind.EMAIL
     with open_runtime(ctx) as rt:
-        found = subscribers.list_subscribers(rt.db, wanted, SubscriberKind.EMAIL)
+        found = subscribers.list_subscribers(rt.db, wanted, kind)
+        others = subscribers.list_subscribers(rt.db, wanted, SubscriberKind.WEBHOOK)
         tz = rt.settings.site.tz
     if as_json:
         print_json([subscriber_doc(s) for s in found])
         return
+    if list_webhooks:
+        list_endpoints(found, tz)
+        return
     if not found:
         typer.echo("no subscribers")
+    if others:
+        typer.echo(
+            f"and {plural(len(others), 'webhook endpoint', 'webhook endpoints')}: "
+            "`kairan subscribers list --webhooks`"
+        )
+    if not found:
         return
     headers = ["id", "email", "state", "schedule", "filters", "timezone", "language"]
     print_table(
@@ -246,6 +300,27 @@ def list_subscribers(
     typer.echo(f"created in {tz.key}")
 
 
+def list_endpoints(found: list[Subscriber], tz: ZoneInfo) -> None:
+    if not found:
+        typer.echo("no webhook endpoints")
+        return
+    print_table(
+        ["id", "url", "state", "filters", "failing since", "created"],
+        [
+            (
+                s.id,
+                s.address,
+                s.state,
+                compose.describe_filters(s.filters, "en"),
+                local_time(s.failing_since, tz, "-"),
+                local_time(s.created_at, tz),
+            )
+            for s in found
+        ],
+    )
+    typer.echo(f"times in {tz.key}")
+
+
 def delivery_counts(rt: Runtime, subscriber_id: int) -> dict[str, int]:
     counts = Counter(
         d.state for d in outbox_view.list_deliveries(rt.db, subscriber_id=subscriber_id)
@@ -261,17 +336,38 @@ def show(ctx: typer.Context, who: Who, as_json: JSON = False) -> None:
         doc = subscriber_doc(subscriber) | {
             "deliveries": delivery_counts(rt, subscriber.id)
         }
+        if subscriber.kind is SubscriberKind.WEBHOOK:
+            doc |= webhooks.endpoint_doc(rt, subscriber)
         tz = rt.settings.site.tz
     if as_json:
         print_json(doc)
         return
-    s = subscriber
+    for key, value in shown_lines(subscriber, doc, tz).items():
+        typer.echo(f"{key}: {value}")
+    typer.echo(f"times in {tz.key}")
+
+
+def shown_lines(s: Subscriber, doc: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     counts = ", ".join(f"{k} {n}" for k, n in doc["deliveries"].items() if n)
-    lines = {
-        "id": s.id,
+    head = {"id": s.id, "state": s.state, "state reason": s.state_reason or ""}
+    if s.kind is SubscriberKind.WEBHOOK:
+        expiries = [from_db(x["expires_at"]) for x in doc["secrets"]]
+        return {
+            **head,
+            "url": s.address,
+            "filters": compose.describe_filters(s.filters, "en"),
+            "failing since": local_time(s.failing_since, tz, "-"),
+            "secrets": ", ".join(
+                "current" if when is None else f"old, until {local_time(when, tz)}"
+                for when in expiries
+            ),
+            "created": local_time(s.created_at, tz),
+            "notify since": local_time(s.notify_since, tz, "not yet"),
+            "deliveries": counts or "none",
+        }
+    return {
+        **head,
         "email": s.address,
-        "state": s.state,
-        "state reason": s.state_reason or "",
         "schedule": schedule_text(s.schedule),
         "filters": compose.describe_filters(s.filters, "en"),
         "timezone": s.timezone,
@@ -284,9 +380,6 @@ def show(ctx: typer.Context, who: Who, as_json: JSON = False) -> None:
         "hard bounces": s.hard_bounces,
         "deliveries": counts or "none",
     }
-    for key, value in lines.items():
-        typer.echo(f"{key}: {value}")
-    typer.echo(f"times in {tz.key}")
 
 
 # --- changing ------------------------------------------------------------------------

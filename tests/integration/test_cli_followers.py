@@ -243,7 +243,7 @@ def test_list_shows_the_schedule_and_filters_and_filters_by_state(
         "c@example.jp",
     ]
     assert set(docs[0]) == {
-        "id", "email", "state", "schedule", "hour", "weekday", "timezone",
+        "id", "kind", "email", "state", "schedule", "hour", "weekday", "timezone",
         "language", "members", "tags", "keywords", "created_at", "confirmed_at",
         "notify_since", "consent_at", "consent_source", "consent_origin",
         "hard_bounces", "state_reason",
@@ -674,8 +674,8 @@ def test_a_5xx_fails_and_retry_failed_sends_it_again(
 
 def test_deliver_and_deliveries_refuse_bad_arguments(cli: Followers) -> None:
     cli.add("taro@example.jp")
-    assert cli.error("deliver", "--channel", "webhook") == (
-        "kairan: error: no channel 'webhook' (available: email)"
+    assert cli.error("deliver", "--channel", "sms") == (
+        "kairan: error: no channel 'sms' (available: email, webhook)"
     )
     assert cli.error("deliver", "--subscriber", "9") == "kairan: error: no subscriber 9"
     assert cli.error("deliveries", "retry") == (

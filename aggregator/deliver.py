@@ -188,7 +188,15 @@ class DeliveryPass:
             async with gate:
                 return await self._attempt(channel, claim)
 
-        attempts = await asyncio.gather(*(one(c) for c in claims))
+        try:
+            attempts = await asyncio.gather(*(one(c) for c in claims))
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM): hand the chunk back now rather than when the
+            # lease runs out. A send that did get through is resent as the
+            # same message: the in-flight duplicate the design allows.
+            with unit_of_work(self.db):
+                outbox.release(self.db, claims, self.clock.now())
+            raise
         return self._record(channel, attempts)
 
     def lease(self) -> timedelta:

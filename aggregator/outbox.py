@@ -406,6 +406,15 @@ def _finish(
     )
 
 
+def release(db: sqlite_utils.Database, claims: Sequence[Claim], now: datetime) -> None:
+    """Give claimed messages back, due now (their batch and identity stay)."""
+    db.conn.executemany(
+        """UPDATE deliveries SET state = 'retry', lease_until = NULL, due_at = ?
+           WHERE batch_id = ? AND state = 'sending'""",
+        [(to_db(now), c.batch_id) for c in claims],
+    )
+
+
 def fail_unsent(db: sqlite_utils.Database, subscriber_id: int, reason: str) -> int:
     """A subscriber that can no longer be reached: its unsent rows fail, visibly."""
     cursor = db.execute(

@@ -10,18 +10,18 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import sqlite_utils
 
-from aggregator import __version__, store
-from aggregator.db import unit_of_work
+from aggregator import __version__, fetch, store
+from aggregator.db import open_database, unit_of_work
 from aggregator.models import FeedState, MemberState
 from aggregator.public_dir import write_artefacts
 from aggregator.published_ids import assign_atom_ids
 from aggregator.settings import Settings
 from aggregator.timefmt import from_db, from_db_required
-from notifiers import atom, jsonfeed, opml, portal
+from notifiers import atom, jsonfeed, opml, portal, websub
 from notifiers.published import (
     Artefact,
     PublishedArticle,
@@ -192,3 +192,24 @@ def publish(
     artefacts = build_artefacts(snapshot, settings.publish.feed_size)
     written, unchanged, removed = write_artefacts(out, artefacts)
     return PublishReport(out, tuple(written), unchanged, tuple(removed), assigned)
+
+
+def publish_fresh(settings: Settings, now: datetime) -> PublishReport:
+    """`publish` on a connection of its own: the daemon runs it in a thread."""
+    db = open_database(settings.database_path, create=False)
+    try:
+        return publish(db, settings, now)
+    finally:
+        db.close()
+
+
+async def ping_hub(settings: Settings, report: PublishReport) -> str | None:
+    """Tell the hub about every feed this publish changed (none: no request)."""
+    hub = settings.publish.websub_hub
+    feeds = [p for p in report.written if p.endswith((".atom", ".json"))]
+    if hub is None or not feeds:
+        return None
+    topics = [settings.site.base_url + quote(p) for p in feeds]
+    return await websub.ping(
+        hub, topics, user_agent=fetch.user_agent(settings.poll, settings.site)
+    )

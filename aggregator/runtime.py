@@ -73,7 +73,7 @@ class Runtime:
             ):
                 self.require_sender()
                 if mailer is None:
-                    mailer = await stack.enter_async_context(self._smtp())
+                    mailer = await stack.enter_async_context(self.smtp())
                 channels["email"] = EmailChannel(self.settings, self.key, mailer)
             if poster is None:
                 poster = await stack.enter_async_context(self.webhook_transport())
@@ -87,7 +87,7 @@ class Runtime:
                 channels=channels,
             )
 
-    def _smtp(self) -> AbstractAsyncContextManager[Mailer]:
+    def smtp(self) -> AbstractAsyncContextManager[Mailer]:
         # Imported here: aiosmtplib is not needed by commands that never mail.
         from notifiers.email import SmtpTransport
 

@@ -28,6 +28,7 @@ from aggregator.cli import (
     members,
     poll,
     publish,
+    run,
     serve,
     subscriber_csv,
     subscribers,
@@ -133,6 +134,7 @@ deliveries.register(app)
 app.add_typer(digest.app, name="digest")
 demo.register(app)
 serve.register(app)
+run.register(app)
 publish.register(app)
 
 

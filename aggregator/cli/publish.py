@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
-from aggregator import fetch
 from aggregator.cli.context import JSON, open_runtime, plural, print_json, quiet_logs
-from aggregator.publish import PublishReport
+from aggregator.publish import ping_hub
 from aggregator.publish import publish as publish_all
-from aggregator.settings import Settings
-from notifiers import websub
 
 
 def register(app: typer.Typer) -> None:
@@ -58,15 +54,3 @@ def publish(
     typer.echo(f"portal: {report.out_dir / 'index.html'}")
     if hub_error:
         typer.echo(f"warning: the WebSub hub was not told: {hub_error}", err=True)
-
-
-async def ping_hub(settings: Settings, report: PublishReport) -> str | None:
-    """Tell the hub about every feed this publish changed (none: no request)."""
-    hub = settings.publish.websub_hub
-    feeds = [p for p in report.written if p.endswith((".atom", ".json"))]
-    if hub is None or not feeds:
-        return None
-    topics = [settings.site.base_url + quote(p) for p in feeds]
-    return await websub.ping(
-        hub, topics, user_agent=fetch.user_agent(settings.poll, settings.site)
-    )

@@ -1,0 +1,337 @@
+"""`kairan run`: the scheduler, the HTTP server and their jobs in one event loop.
+
+Jobs (APScheduler, `max_instances=1` and `coalesce`, so a job never overlaps
+itself and a tick missed during a suspend runs once):
+
+- poll: every `daemon.poll_tick`, the members whose next poll is due (those
+  times are data in `members`, not scheduler jobs); a cycle that stored new or
+  edited articles republishes.
+- deliver: every `daemon.deliver_tick`, one delivery pass over every channel.
+- housekeeping: daily at `daemon.housekeeping_hour` (site time): prune, back up,
+  optimize, and the operator's report when something needs attention.
+
+Every job's transactions are synchronous blocks with no await inside, so jobs
+interleave on the one connection without sharing a transaction. Publishing and
+housekeeping run in a thread on a connection of their own: they take seconds,
+and the loop keeps answering HTTP meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aggregator import (
+    __version__,
+    attention,
+    compose,
+    config,
+    housekeeping,
+    logs,
+    publish,
+)
+from aggregator.clock import Clock, SystemClock
+from aggregator.daemon_lock import DaemonLock
+from aggregator.db import sqlite_version_warning, startup_check, unit_of_work
+from aggregator.errors import KairanError
+from aggregator.health import health_routes
+from aggregator.metrics import Metrics
+from aggregator.poller import Poller
+from aggregator.runtime import Runtime, open_runtime
+from aggregator.server import Server, build_app
+from aggregator.settings import Settings
+from aggregator.store import sync_members
+from notifiers import operator_report
+
+log = logs.get("daemon")
+
+STOP_BUDGET = 6.0  # seconds running jobs get to finish after SIGTERM (exit < 10 s)
+
+
+class SwappableApp:
+    """The ASGI app, replaced whole on SIGHUP (pages follow the new settings)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class Daemon:
+    config_path: Path
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    _started: datetime | None = None
+    _last_cycle: datetime | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _running_jobs: set[asyncio.Task[None]] = field(default_factory=set)
+    _poller_stack: AsyncExitStack | None = None
+    _poller: Poller | None = None
+    _scheduler: AsyncIOScheduler | None = None
+
+    # --- Readiness (aggregator.health) -------------------------------------------
+
+    def scheduler_running(self) -> bool:
+        return self._scheduler is not None and bool(self._scheduler.running)
+
+    def last_cycle_at(self) -> datetime | None:
+        return self._last_cycle
+
+    def started_at(self) -> datetime:
+        return self._started or self.clock.now()
+
+    # --- running -------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT; raises KairanError for what stops a start."""
+        with DaemonLock(self.settings.data_dir):
+            asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        with open_runtime(self.settings, clock=self.clock) as rt:
+            startup_check(rt.db, self.settings.database_path)
+            self._announce()
+            self._started = self.clock.now()
+            metrics = Metrics(rt.db, self.clock)
+            app = SwappableApp(self._app(rt, metrics))
+            server = Server(app, self.settings.server.host, self.settings.server.port)
+            scheduler = self._schedule(rt, metrics)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+            loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: self._reload(rt, app, metrics)
+            )
+            serving = asyncio.create_task(server.serve())
+            scheduler.start()
+            log.info("daemon.started", extra=logs.fields(url=server.url))
+            try:
+                await self._stopping.wait()
+            finally:
+                await self._shutdown(scheduler, server, serving)
+                for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(number)
+
+    def _announce(self) -> None:
+        log.info(
+            "daemon.starting",
+            extra=logs.fields(
+                kairan=__version__,
+                python=sys.version.split()[0],
+                sqlite=sqlite3.sqlite_version,
+                database=str(self.settings.database_path),
+            ),
+        )
+        warning = sqlite_version_warning()
+        if warning:
+            log.warning("daemon.sqlite_version", extra=logs.fields(warning=warning))
+
+    def _app(self, rt: Runtime, metrics: Metrics) -> ASGIApp:
+        return build_app(rt, routes=health_routes(rt, metrics, self))
+
+    def _schedule(self, rt: Runtime, metrics: Metrics) -> AsyncIOScheduler:
+        ticks = self.settings.daemon
+        scheduler = AsyncIOScheduler(timezone=self.settings.site.tz)
+        options = {"max_instances": 1, "coalesce": True}
+        now = self.clock.now()
+        scheduler.add_job(
+            self._job("poll", lambda: self._poll(rt, metrics)),
+            "interval",
+            seconds=ticks.poll_tick,
+            id="poll",
+            next_run_time=now,
+            misfire_grace_time=ticks.poll_tick,
+            **options,
+        )
+        scheduler.add_job(
+            self._job("deliver", lambda: self._deliver(rt, metrics)),
+            "interval",
+            seconds=ticks.deliver_tick,
+            id="deliver",
+            next_run_time=now,
+            misfire_grace_time=ticks.deliver_tick,
+            **options,
+        )
+        scheduler.add_job(
+            self._job("housekeeping", lambda: self._housekeeping(rt)),
+            "cron",
+            hour=ticks.housekeeping_hour,
+            id="housekeeping",
+            misfire_grace_time=6 * 3600,
+            **options,
+        )
+        self._scheduler = scheduler
+        return scheduler
+
+    def _job(
+        self, name: str, work: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """A job that never kills the daemon: an error is logged and the next
+        tick tries again (a full disk, a locked database, an SMTP outage)."""
+
+        async def job() -> None:
+            if self._stopping.is_set():
+                return
+            task = asyncio.current_task()
+            assert task is not None  # noqa: S101 (always inside a task)
+            self._running_jobs.add(task)
+            try:
+                await work()
+            except asyncio.CancelledError:
+                log.warning("daemon.job_cancelled", extra=logs.fields(job=name))
+                raise
+            except KairanError as e:
+                log.error("daemon.job_failed", extra=logs.fields(job=name, error=e))
+            except Exception:
+                log.exception("daemon.job_bug", extra=logs.fields(job=name))
+            finally:
+                self._running_jobs.discard(task)
+
+        return job
+
+    # --- the jobs ------------------------------------------------------------------
+
+    async def _poll(self, rt: Runtime, metrics: Metrics) -> None:
+        poller = await self._current_poller(rt)
+        cycle = await poller.run_cycle()
+        self._last_cycle = self.clock.now()
+        metrics.observe_cycle(cycle)
+        if cycle.changed or not (rt.settings.public_dir / "index.html").exists():
+            await self._publish(rt)
+
+    async def _current_poller(self, rt: Runtime) -> Poller:
+        if self._poller is None:
+            stack = AsyncExitStack()
+            self._poller = await stack.enter_async_context(rt.poller())
+            self._poller_stack = stack
+        return self._poller
+
+    async def _close_poller(self) -> None:
+        stack, self._poller_stack, self._poller = self._poller_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _publish(self, rt: Runtime) -> None:
+        settings, now = rt.settings, self.clock.now()
+        report = await asyncio.to_thread(publish.publish_fresh, settings, now)
+        log.info(
+            "publish.done",
+            extra=logs.fields(
+                written=len(report.written),
+                unchanged=report.unchanged,
+                removed=len(report.removed),
+            ),
+        )
+        problem = await publish.ping_hub(settings, report)
+        if problem:
+            log.warning("publish.websub_failed", extra=logs.fields(error=problem))
+
+    async def _deliver(self, rt: Runtime, metrics: Metrics) -> None:
+        async with rt.delivery_pass() as delivery:
+            report = await delivery.run()
+        metrics.observe_deliveries(report)
+
+    async def _housekeeping(self, rt: Runtime) -> None:
+        now = self.clock.now()
+        await asyncio.to_thread(housekeeping.run, rt.settings, now)
+        await self._report_to_operator(rt, now)
+
+    async def _report_to_operator(self, rt: Runtime, now: datetime) -> None:
+        settings = rt.settings
+        recipient = settings.operator.email
+        if recipient is None:
+            return
+        items = attention.gather(rt.db, settings, now)
+        if not items:
+            return
+        rt.require_sender()
+        report = operator_report.OperatorReport(
+            settings.site.title, now, settings.site.tz, tuple(items)
+        )
+        host = compose.site_host(settings)
+        message = operator_report.report_message(
+            report,
+            settings.email.from_address,
+            recipient,
+            f"<health-{now:%Y%m%d}@{host}>",
+        )
+        async with rt.smtp() as mailer:
+            await mailer.send(settings.email.from_address, recipient, message)
+        log.info("operator.reported", extra=logs.fields(items=len(items)))
+
+    # --- signals -------------------------------------------------------------------
+
+    def _reload(self, rt: Runtime, app: SwappableApp, metrics: Metrics) -> None:
+        """SIGHUP: read config.toml again; an invalid file changes nothing."""
+        try:
+            fresh = config.load_settings(self.config_path)
+        except KairanError as e:
+            log.error("config.reload_refused", extra=logs.fields(error=e))
+            return
+        moved = (fresh.data_dir, fresh.server) != (
+            rt.settings.data_dir,
+            rt.settings.server,
+        )
+        with unit_of_work(rt.db):
+            sync_members(rt.db, fresh.members)
+        rt.settings = self.settings = fresh
+        app.app = self._app(rt, metrics)
+        self._reschedule(fresh)
+        # The poller holds clients and limits built from the old settings.
+        asyncio.get_running_loop().create_task(self._close_poller())
+        log.info(
+            "config.reloaded",
+            extra=logs.fields(
+                members=len(fresh.members),
+                restart_needed="data_dir/server" if moved else "",
+            ),
+        )
+
+    def _reschedule(self, fresh: Settings) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        ticks = fresh.daemon
+        scheduler.reschedule_job("poll", trigger="interval", seconds=ticks.poll_tick)
+        scheduler.reschedule_job(
+            "deliver", trigger="interval", seconds=ticks.deliver_tick
+        )
+        scheduler.reschedule_job(
+            "housekeeping",
+            trigger="cron",
+            hour=ticks.housekeeping_hour,
+            timezone=fresh.site.tz,
+        )
+
+    async def _shutdown(
+        self,
+        scheduler: AsyncIOScheduler,
+        server: Server,
+        serving: asyncio.Task[None],
+    ) -> None:
+        """Take no new work; give running jobs STOP_BUDGET, then cancel them (a
+        cancelled delivery releases its leases); close the server."""
+        log.info("daemon.stopping", extra=logs.fields(jobs=len(self._running_jobs)))
+        scheduler.shutdown(wait=False)
+        server.stop()
+        running = set(self._running_jobs)
+        if running:
+            _, late = await asyncio.wait(running, timeout=STOP_BUDGET)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await serving
+        await self._close_poller()
+        log.info("daemon.stopped")

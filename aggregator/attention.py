@@ -139,8 +139,9 @@ def disabled(row: dict[str, Any]) -> AttentionItem:
         kind=AttentionKind.WEBHOOK_DISABLED,
         subject=f"{sid} ({row['address']})",
         detail=f"endpoint disabled: {row['state_reason'] or 'no reason recorded'}",
-        advice=f"check the endpoint with its owner; `kairan subscribers resume "
-        f"{sid}` once it works, or `kairan subscribers remove {sid}`",
+        advice=f"check the endpoint with its owner (`kairan subscribers test {sid}`); "
+        f"`kairan subscribers enable {sid}` once it works, or `kairan subscribers "
+        f"remove {sid}`",
         since=from_db(row["state_changed_at"]),
     )
 

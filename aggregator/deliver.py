@@ -32,7 +32,7 @@ from aggregator import (
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
 from aggregator.errors import UsageError
-from aggregator.models import StoredEntry, Subscriber
+from aggregator.models import StoredEntry, Subscriber, SubscriberState
 from aggregator.settings import Settings
 from notifiers.errors import (
     DeliveryError,
@@ -140,8 +140,29 @@ class DeliveryPass:
             chosen = self.channels[name]
             size = max(1, chosen.concurrency) * CHUNK_PER_WORKER
             for start in range(0, len(due), size):
-                results += await self._send_chunk(chosen, due[start : start + size])
+                results += await self._send_group(chosen, due[start : start + size])
         return DeliveryReport(tuple(results))
+
+    async def _send_group(
+        self, channel: Channel, subscriber_ids: Sequence[int]
+    ) -> list[SendResult]:
+        """Everything due for these subscribers, a chunk of messages at a time.
+
+        An e-mail subscriber has one message due at most, so one chunk does. A
+        webhook endpoint may have thousands (one per article, after an outage):
+        those go out `size` at a time, so a lease covers only what is in flight.
+        """
+        size = max(1, channel.concurrency) * CHUNK_PER_WORKER
+        if channel.name != "webhook":
+            return await self._send_chunk(channel, subscriber_ids)
+        rows = outbox.due_count(self.db, self.clock.now(), channel.name, subscriber_ids)
+        results: list[SendResult] = []
+        for _ in range(rows // size + 1):  # what becomes due meanwhile waits
+            sent = await self._send_chunk(channel, subscriber_ids, size)
+            results += sent
+            if len(sent) < size:
+                break
+        return results
 
     def _channel_names(self, channel: str | None) -> list[str]:
         if channel is None:
@@ -169,7 +190,10 @@ class DeliveryPass:
         ]
 
     async def _send_chunk(
-        self, channel: Channel, subscriber_ids: Sequence[int]
+        self,
+        channel: Channel,
+        subscriber_ids: Sequence[int],
+        limit: int | None = None,
     ) -> list[SendResult]:
         with unit_of_work(self.db):
             claims = outbox.claim(
@@ -179,6 +203,7 @@ class DeliveryPass:
                 self.lease(),
                 self.message_host(),
                 channel.name,
+                limit,
             )
             self._load_entries(claims)
             claims = [self._with_payload(channel, c) for c in claims]
@@ -318,7 +343,9 @@ class DeliveryPass:
         `sending`, so `disable` drops the endpoint's other unsent rows and the
         caller fails this one.
         """
-        who = claim.subscriber
+        who = subscribers.get(self.db, claim.subscriber.id)
+        if who.state is SubscriberState.DISABLED:
+            return True  # an earlier outcome of this chunk disabled it
         if isinstance(error, EndpointGone):
             reason = f"gone: {error}"
             dropped = endpoints.disable(

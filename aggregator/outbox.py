@@ -223,18 +223,41 @@ def due_subscribers(
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
+def due_count(
+    db: sqlite_utils.Database,
+    now: datetime,
+    channel: str,
+    subscriber_ids: Sequence[int],
+) -> int:
+    """How many rows of these subscribers are due now on this channel."""
+    total = 0
+    for ids in chunks(subscriber_ids):
+        params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
+        sql = f"""SELECT count(*) FROM deliveries d
+                  JOIN subscribers s ON s.id = d.subscriber_id
+                  WHERE d.subscriber_id IN ({", ".join(":" + p for p in params)})
+                    AND d.channel = :channel AND {_DUE} AND {_SENDABLE}"""  # noqa: S608 (constant fragments)
+        params |= {"now": to_db(now), "channel": channel}
+        total += int(db.execute(sql, params).fetchone()[0])
+    return total
+
+
 def plan(
     db: sqlite_utils.Database,
     subscriber_ids: Sequence[int],
     now: datetime,
     channel: str | None = None,
+    limit: int | None = None,
 ) -> list[PlannedBatch]:
     """Group the due rows of these subscribers into messages; writes nothing.
 
     A row already in a batch goes out with that batch again. New e-mail rows of
     one subscriber form one message; a confirmation and each webhook delivery
-    are messages of their own.
+    are messages of their own. ``limit`` (webhooks only, where a row is a
+    message, so a limit never splits one) takes the oldest due rows first.
     """
+    if limit is not None and channel != "webhook":
+        raise ValueError("a limit splits e-mail messages; only webhooks take one")
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for ids in chunks(subscriber_ids):
         params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
@@ -247,7 +270,14 @@ def plan(
         if channel is not None:
             sql += " AND d.channel = :channel"
             params["channel"] = channel
-        for row in dict_rows(db.execute(sql + " ORDER BY d.id", params)):
+        sql += " ORDER BY d.id"
+        if limit is not None:
+            left = limit - sum(len(g) for g in groups.values())
+            if left <= 0:  # (a negative LIMIT would mean none in SQLite)
+                break
+            sql += " LIMIT :limit"
+            params["limit"] = left
+        for row in dict_rows(db.execute(sql, params)):
             groups.setdefault(_group_key(row), []).append(row)
     return [
         PlannedBatch(
@@ -277,12 +307,13 @@ def claim(
     lease: timedelta,
     message_host: str,
     channel: str | None = None,
+    limit: int | None = None,
 ) -> list[Claim]:
     """Take the due messages of these subscribers for `lease`; the caller commits."""
     claims: list[Claim] = []
     lease_until = to_db(now + lease)
     people = {i: subscribers.get(db, i) for i in set(subscriber_ids)}
-    for batch in plan(db, subscriber_ids, now, channel):
+    for batch in plan(db, subscriber_ids, now, channel, limit):
         subscriber = people[batch.subscriber_id]
         batch_id, message_id, created_at, kind, payload = _batch_for(
             db, batch, subscriber, now, message_host

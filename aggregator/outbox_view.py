@@ -86,13 +86,15 @@ def retry_now(
 ) -> int:
     """Make failed or waiting deliveries due now; returns how many changed.
 
-    A failed row leaves its old batch, so the rows retried together go out as
-    one new message; a row waiting in `retry` keeps its batch (same message).
+    A failed e-mail row leaves its old batch, so the rows retried together go
+    out as one new message; a row waiting in `retry` keeps its batch (same
+    message), and so does a webhook delivery, whose webhook-id and body stay
+    the same so that its receiver can tell a resend from a new article.
     """
     changed = 0
     for delivery_id in delivery_ids:
         row = db.execute(
-            "SELECT state FROM deliveries WHERE id = ?", [delivery_id]
+            "SELECT state, channel FROM deliveries WHERE id = ?", [delivery_id]
         ).fetchone()
         if row is None:
             raise UsageError(f"no delivery {delivery_id}")
@@ -100,7 +102,7 @@ def retry_now(
             raise UsageError(
                 f"delivery {delivery_id} is {row[0]}; it cannot be retried"
             )
-        detach = row[0] == "failed"
+        detach = row[0] == "failed" and row[1] == "email"
         db.execute(
             """UPDATE deliveries SET state = CASE state WHEN 'failed' THEN 'pending'
                    ELSE state END, due_at = ?,

@@ -123,6 +123,8 @@ class WebhookTransport:
         self._settings = settings
         self._user_agent = user_agent
         self._resolver = resolver
+        # Parsed and checked once per URL: a pass POSTs to few URLs, many times.
+        self._targets: dict[str, _Target] = {}
         self._client = httpx.AsyncClient(
             trust_env=False,  # issue 5 §4: proxies from the environment are ignored
             follow_redirects=False,  # issue 5 §3: a 3xx is a failure, not followed
@@ -155,7 +157,9 @@ class WebhookTransport:
         DeliveryError (see the module docstring) unless the receiver answered 2xx."""
         headers = request_headers(message_id, sent_at, body, secrets, self._user_agent)
         allow_private = self._settings.allow_private_addresses
-        target = _target(url, allow_private=allow_private)
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = _target(url, allow_private=allow_private)
         loop = asyncio.get_running_loop()
         started = loop.time()
         # httpx's timeouts are per phase (a body dripping a byte at a time never

@@ -230,7 +230,7 @@ def test_a_disabled_webhook(db: sqlite_utils.Database, tmp_path: Path) -> None:
         when,
     )
     assert item.detail == "endpoint disabled: failed for 5 days: HTTP 502"
-    assert f"`kairan subscribers resume {hook.id}`" in item.advice
+    assert f"`kairan subscribers enable {hook.id}`" in item.advice
 
 
 def test_a_bouncing_subscriber(db: sqlite_utils.Database, tmp_path: Path) -> None:

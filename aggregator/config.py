@@ -123,8 +123,8 @@ _WEBHOOKS = {
     "secret_overlap": Option(duration(0, 30 * DAY)),
 }
 _DAEMON = {
-    "poll_tick": Option(duration(10, HOUR)),
-    "deliver_tick": Option(duration(5, HOUR)),
+    "poll_tick": Option(duration(1, HOUR)),
+    "deliver_tick": Option(duration(1, HOUR)),
     "housekeeping_hour": Option(integer(0, 23)),
 }
 _RETENTION = {

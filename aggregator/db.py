@@ -133,6 +133,17 @@ def _configure(db: sqlite_utils.Database, path: Path) -> None:
 
 
 @contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One consistent read (a deferred transaction that only reads). In WAL mode
+    it never holds the write lock, so writers on other connections go on."""
+    db.conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        db.conn.execute("COMMIT")
+
+
+@contextmanager
 def unit_of_work(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """One write transaction (``BEGIN IMMEDIATE``); nested calls become savepoints."""
     if db.conn.in_transaction:

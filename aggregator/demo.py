@@ -1,15 +1,19 @@
-"""`kairan demo`: the pipeline offline, with sample feeds and an SMTP sink.
+"""`kairan demo`: the daemon offline, with sample feeds, an SMTP sink and a
+webhook receiver.
 
-Three cycles into a fresh data directory: the first stores every member's
-backlog (baseline, nobody is notified); two followers subscribe; the second cycle
-is all 304s (conditional GET, nothing parsed); in the third yokosuka has published
-a new article, which is stored as new and mailed at once to the immediate
-follower. The next morning the daily follower gets a digest. Every mail lands as
-an .eml file in the data directory's mail/ folder, and the combined feeds and
-the portal are published to its public/ folder.
+`kairan run`'s daemon runs in a fresh data directory with one-second ticks. Its
+first cycle stores every member's backlog (baseline, nobody is notified); two
+e-mail followers and a webhook endpoint subscribe; the second cycle is all 304s
+(conditional GET, nothing parsed); in the third yokosuka has published a new
+article, which is stored as new, mailed at once to the immediate follower,
+POSTed (signed) to the webhook, and republished. The next morning the daily
+follower gets a digest. Every mail lands as an .eml file in the data
+directory's mail/ folder, every webhook body as a .json file in webhooks/, and
+the portal is served by the daemon.
 
-The demo runs on a story clock (28 November 2026, when the sample article
-appears), so the mail shows the times a real morning would.
+The daemon runs on a story clock (28 November 2026, when the sample article
+appears) that the demo moves, so the mail shows the times a real morning would
+and members come due without waiting half an hour.
 """
 
 from __future__ import annotations
@@ -19,23 +23,37 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aggregator import store, subscribers
+from aggregator import endpoints, store, subscribers
+from aggregator.daemon import Daemon, Report
 from aggregator.db import unit_of_work
 from aggregator.deliver import DeliveryReport
+from aggregator.errors import KairanError
 from aggregator.models import Cadence, ConsentSource, Filters, Schedule, SubscriberKind
 from aggregator.poller import CycleReport
-from aggregator.publish import publish
+from aggregator.publish import PublishReport
 from aggregator.runtime import Runtime, open_runtime
 from aggregator.sandbox.demo_data import demo_feed_bytes, demo_feed_names, demo_members
 from aggregator.sandbox.feed_server import FeedServer, static_route
 from aggregator.sandbox.smtp_sink import SmtpSink
-from aggregator.settings import EmailSettings, PollSettings, Settings, SiteSettings
+from aggregator.sandbox.webhook_receiver import WebhookReceiver
+from aggregator.settings import (
+    DaemonSettings,
+    EmailSettings,
+    PollSettings,
+    ServerSettings,
+    Settings,
+    SiteSettings,
+    WebhookSettings,
+)
 
 Say = Callable[[str], None]
+STEP_TIMEOUT = 30.0  # seconds each step of the story may take
+REPORT_KINDS = (CycleReport, DeliveryReport, PublishReport)
+MAX_IDLE_TICKS = 100  # reports of the daemon that are not yet the awaited step
 
 
 # 28 Nov 2026 09:30 JST: before yokosuka's sample article of 11:00 appears.
@@ -111,6 +129,10 @@ def demo_settings(
             postal_address="〒100-0001 東京都千代田区千代田1-1 (架空)",
             timeout=10.0,
         ),
+        # The receiver is on 127.0.0.1, which the SSRF guard would refuse.
+        webhooks=WebhookSettings(timeout=10.0, allow_private_addresses=True),
+        server=ServerSettings(host="127.0.0.1", port=portal_port),
+        daemon=DaemonSettings(poll_tick=1, deliver_tick=1),
         members=demo_members(base_url),
     )
 
@@ -129,7 +151,9 @@ def describe(cycle: CycleReport) -> str:
     )
 
 
-def add_followers(rt: Runtime, say: Say) -> None:
+def add_followers(rt: Runtime, receiver_url: str, say: Say) -> str:
+    """Two e-mail followers and a webhook endpoint; returns the endpoint's secret."""
+    now = rt.clock.now()
     with unit_of_work(rt.db):
         for address, cadence, language in FOLLOWERS:
             new = subscribers.NewSubscriber(
@@ -143,81 +167,167 @@ def add_followers(rt: Runtime, say: Say) -> None:
                 consent_source=ConsentSource.CLI,
                 consent_origin="cli:demo",
             )
-            subscribers.add(rt.db, new, rt.key, rt.clock.now())
+            subscribers.add(rt.db, new, rt.key, now)
             say(f"  {address}: {cadence} ({language})")
+        url = receiver_url + "kairan"
+        added = endpoints.add(
+            rt.db, url, Filters(), rt.settings, rt.key, now, "cli:demo"
+        )
+    say(f"  {url}: webhook, signed with {added.secret[:12]}…")
+    return added.secret
 
 
-def describe_mail(report: DeliveryReport) -> str:
-    sent = [r for r in report.results if r.outcome == "sent"]
-    if not sent:
-        return "  nothing due"
-    return "\n".join(
-        f"  sent {r.kind} mail to {r.address} ({r.articles} article(s))" for r in sent
+def describe_sent(report: DeliveryReport) -> list[str]:
+    return [
+        f"  sent {r.kind} {'POST' if r.channel == 'webhook' else 'mail'} to "
+        f"{r.address} ({r.articles} article(s))"
+        for r in report.results
+        if r.outcome == "sent"
+    ]
+
+
+class DemoStalled(KairanError):
+    """A step of the story did not happen in time (the daemon is stuck)."""
+
+
+@dataclass
+class Story:
+    """Drives the daemon through the story by moving its clock and the feeds."""
+
+    daemon: Daemon
+    clock: StoryClock
+    feeds: FeedServer
+    say: Say
+    # The daemon's reports by kind: waiting for one kind never drops another.
+    queues: dict[type, asyncio.Queue[Report]] = field(
+        default_factory=lambda: {
+            kind: asyncio.Queue()
+            for kind in (CycleReport, DeliveryReport, PublishReport)
+        }
     )
 
+    def observe(self, report: Report) -> None:
+        self.queues[type(report)].put_nowait(report)
 
-async def story(
-    rt: Runtime, clock: StoryClock, server: FeedServer, say: Say
-) -> list[CycleReport]:
-    reports = []
-    async with rt.poller() as poller:
+    def forget(self, kind: type) -> None:
+        """Drop what the daemon did so far of this kind (before a new step)."""
+        queue = self.queues[kind]
+        while not queue.empty():
+            queue.get_nowait()
+
+    async def next(self, kind: type, what: str) -> Report:
+        try:
+            return await asyncio.wait_for(self.queues[kind].get(), STEP_TIMEOUT)
+        except TimeoutError:
+            raise DemoStalled(
+                f"demo: {what} did not happen within {STEP_TIMEOUT:g} s"
+            ) from None
+
+    async def cycle(self, what: str) -> None:
+        """The next cycle that polled anyone (ticks with nobody due are skipped)."""
+        for _ in range(MAX_IDLE_TICKS):
+            report = await self.next(CycleReport, what)
+            if isinstance(report, CycleReport) and report.members:
+                self.say("  " + describe(report))
+                return
+        raise DemoStalled(f"demo: {what} polled nobody")
+
+    async def sends(self, what: str, count: int) -> None:
+        """Wait until ``count`` messages were sent, and tell them."""
+        lines: list[str] = []
+        for _ in range(MAX_IDLE_TICKS):
+            report = await self.next(DeliveryReport, what)
+            if isinstance(report, DeliveryReport):
+                lines += describe_sent(report)
+            if len(lines) >= count:
+                for line in lines:
+                    self.say(line)
+                return
+        raise DemoStalled(f"demo: {what}: {len(lines)} of {count} messages sent")
+
+    async def run(self, settings: Settings, receiver: WebhookReceiver) -> None:
+        say = self.say
         say("cycle 1: poll every member (a first poll stores the backlog as baseline)")
-        reports.append(await poller.run_cycle(force=True))
-        say("  " + describe(reports[-1]))
-        say("two followers subscribe:")
-        add_followers(rt, say)
-        clock.advance(timedelta(minutes=30))
+        await self.cycle("the first poll cycle")
+        say("followers subscribe:")
+        with open_runtime(settings, clock=self.clock) as rt:
+            receiver.secrets.append(add_followers(rt, receiver.url, say))
+        self.clock.advance(timedelta(minutes=30))
         say("cycle 2: nothing changed; every request is conditional")
-        reports.append(await poller.run_cycle(force=True))
-        say("  " + describe(reports[-1]))
-        serve_feeds(server, next_cycle=True)
-        clock.advance(timedelta(hours=1, minutes=30))
+        await self.cycle("the second poll cycle")
+        serve_feeds(self.feeds, next_cycle=True)
+        self.forget(PublishReport)  # the first cycle's publish
+        self.forget(DeliveryReport)
+        self.clock.advance(timedelta(hours=1, minutes=30))
         say("cycle 3: yokosuka has published a new article")
-        reports.append(await poller.run_cycle(force=True))
-        say("  " + describe(reports[-1]))
-    async with rt.delivery_pass() as delivery:
-        say("delivery: the immediate follower is told at once")
-        say(describe_mail(await delivery.run()))
-        clock.current = datetime(2026, 11, 28, 23, 0, 30, tzinfo=UTC)
+        await self.cycle("the third poll cycle")
+        say("delivery: the immediate follower and the webhook are told at once")
+        await self.sends("the immediate mail and the webhook", 2)
+        published = await self.next(PublishReport, "republishing")
+        if isinstance(published, PublishReport):
+            changed = len(published.written)
+            say(f"  the portal is republished ({changed} files changed)")
+        self.forget(DeliveryReport)
+        self.clock.current = datetime(2026, 11, 28, 23, 0, 30, tzinfo=UTC)
         say("delivery the next morning at 08:00: the daily digest")
-        say(describe_mail(await delivery.run()))
-    return reports
+        await self.sends("the daily digest", 1)
 
 
-Serve = Callable[[Runtime], None]
-
-
-def run_demo(
-    say: Say, data_dir: Path | None = None, serve: Serve | None = None
-) -> list[CycleReport]:
-    """The story; then, with `serve`, the portal and follower links stay up
-    (served by `serve(runtime)`, which returns when the user stops it)."""
+def run_demo(say: Say, data_dir: Path | None = None, *, once: bool = False) -> None:
+    """The story, told by the daemon itself; then (unless ``once``) the daemon
+    keeps serving the portal and the mail's links until Ctrl+C."""
     directory = demo_data_dir(data_dir)
-    mail_dir = directory / "mail"
-    with FeedServer(record=False) as server, SmtpSink(eml_dir=mail_dir) as sink:
-        serve_feeds(server, next_cycle=False)
-        say(f"sample feed server: {server.base_url}/ ({len(demo_feed_names())} feeds)")
+    mail_dir, hook_dir = directory / "mail", directory / "webhooks"
+    with (
+        FeedServer(record=False) as feeds,
+        SmtpSink(eml_dir=mail_dir) as sink,
+        WebhookReceiver(json_dir=hook_dir) as receiver,
+    ):
+        serve_feeds(feeds, next_cycle=False)
+        say(f"sample feed server: {feeds.base_url}/ ({len(demo_feed_names())} feeds)")
         say(f"SMTP sink: {sink.url} (writes every message to {mail_dir}/)")
+        say(f"webhook receiver: {receiver.url} (verifies signatures; {hook_dir}/)")
         settings = demo_settings(
-            server.base_url + "/", directory, sink.port, free_port()
+            feeds.base_url + "/", directory, sink.port, free_port()
         )
-        clock = StoryClock()
-        with open_runtime(settings, clock=clock) as rt:
-            reports = asyncio.run(story(rt, clock, server, say))
-            say_stored(rt, say)
-            published = publish(rt.db, rt.settings, clock.now())
-            say(f"database: {settings.database_path}")
-            say(
-                f"published {len(published.written)} files (feeds, OPML, portal) to "
-                f"{published.out_dir}/; open {published.out_dir / 'index.html'}"
-            )
-            say_mail(mail_dir, say)
-            if serve is None:
-                say("rerun with --serve to browse the portal and follow mail links")
-            else:
-                say(f"portal: {settings.site.base_url} (Ctrl+C stops)")
-                serve(rt)
-    return reports
+        asyncio.run(tell(settings, feeds, receiver, say, once=once))
+
+
+async def tell(
+    settings: Settings,
+    feeds: FeedServer,
+    receiver: WebhookReceiver,
+    say: Say,
+    *,
+    once: bool,
+) -> None:
+    clock = StoryClock()
+    story = Story(Daemon(settings.path, settings, clock=clock), clock, feeds, say)
+    story.daemon.observer = story.observe
+    running = asyncio.create_task(story.daemon.main(signals=not once))
+    try:
+        await story.run(settings, receiver)
+        say_results(settings, receiver, say)
+        if once:
+            return
+        say(f"portal: {settings.site.base_url} (the daemon runs on; Ctrl+C stops)")
+        await running
+    finally:
+        story.daemon.stop()
+        await running
+
+
+def say_results(settings: Settings, receiver: WebhookReceiver, say: Say) -> None:
+    hook_dir = settings.data_dir / "webhooks"
+    with open_runtime(settings) as rt:
+        say_stored(rt, say)
+    say(f"database: {settings.database_path}")
+    say(f"portal files: {settings.public_dir}/ (open index.html)")
+    verified = [r for r in receiver.accepted if r.verified]
+    say(f"webhook: {len(verified)} verified delivery; body in:")
+    for path in sorted(hook_dir.glob("*.json")):
+        say(f"  {path}")
+    say_mail(settings.data_dir / "mail", say)
 
 
 def say_mail(mail_dir: Path, say: Say) -> None:

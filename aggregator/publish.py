@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 import sqlite_utils
 
 from aggregator import __version__, fetch, store
-from aggregator.db import open_database, unit_of_work
+from aggregator.db import open_database, read_snapshot, unit_of_work
 from aggregator.models import FeedState, MemberState
 from aggregator.public_dir import write_artefacts
 from aggregator.published_ids import assign_atom_ids
@@ -186,8 +186,11 @@ def publish(
 ) -> PublishReport:
     out = out_dir or settings.public_dir
     host = urlsplit(settings.site.base_url).hostname or "localhost"
-    with unit_of_work(db):  # ids and the snapshot: one consistent read
+    with unit_of_work(db):
         assigned = assign_atom_ids(db, host)
+    # A read transaction, not a write one: the daemon publishes on a connection
+    # of its own and must not hold the write lock while the snapshot is read.
+    with read_snapshot(db):
         snapshot = take_snapshot(db, settings, now)
     artefacts = build_artefacts(snapshot, settings.publish.feed_size)
     written, unchanged, removed = write_artefacts(out, artefacts)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 
 from aggregator import logs
 from aggregator.cli.context import state
-from aggregator.cli.serve import serve_until_signalled
 from aggregator.demo import run_demo
-from aggregator.runtime import Runtime
-from aggregator.server import Server, build_app
 
 
 def register(app: typer.Typer) -> None:
@@ -27,18 +22,18 @@ def demo(
         Path | None,
         typer.Option("--data-dir", help="Keep the data here (default: a temp dir)."),
     ] = None,
-    serve: Annotated[
+    once: Annotated[
         bool,
         typer.Option(
-            "--serve", help="Then serve the portal and the mail's links until Ctrl+C."
+            "--once", help="Exit after the story instead of serving until Ctrl+C."
         ),
     ] = False,
 ) -> None:
-    """Run the pipeline offline against local sample feeds and an SMTP sink."""
-    logs.setup("debug" if state(ctx).debug else "warning")
-    run_demo(typer.echo, data_dir, serve_portal if serve else None)
+    """The daemon offline: sample feeds, an SMTP sink, a webhook receiver, the portal.
 
-
-def serve_portal(rt: Runtime) -> None:
-    port = urlsplit(rt.settings.site.base_url).port or 80
-    asyncio.run(serve_until_signalled(Server(build_app(rt), "127.0.0.1", port)))
+    Tells the story of one new article (e-mail, webhook, portal), then keeps
+    serving the portal and the mail's links until Ctrl+C (or, with --once, exits).
+    """
+    # Warnings about the sandbox itself (an old SQLite) would only distract.
+    logs.setup("debug" if state(ctx).debug else "error")
+    run_demo(typer.echo, data_dir, once=once)

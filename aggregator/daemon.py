@@ -83,6 +83,7 @@ class Daemon:
     _running_jobs: set[asyncio.Task[None]] = field(default_factory=set)
     _poller_stack: AsyncExitStack | None = None
     _poller: Poller | None = None
+    _poller_stale: bool = False
     _scheduler: AsyncIOScheduler | None = None
     url: str | None = None  # the HTTP server's, once started
     # Told of every cycle, delivery pass and publish (the demo narrates them).
@@ -117,7 +118,7 @@ class Daemon:
             await self._serve(signals)
 
     async def _serve(self, signals: bool) -> None:
-        with open_runtime(self.settings, clock=self.clock) as rt:
+        with open_runtime(self.settings, clock=self.clock, checkpointer=True) as rt:
             startup_check(rt.db, self.settings.database_path)
             # Its notes (a tick skipped while the job still runs, a tick missed)
             # are the design working; our jobs log what matters themselves.
@@ -170,7 +171,7 @@ class Daemon:
         ticks = self.settings.daemon
         scheduler = AsyncIOScheduler(timezone=self.settings.site.tz)
         options = {"max_instances": 1, "coalesce": True}
-        now = self.clock.now()
+        now = rt.wall.now()  # the scheduler ticks in real time, whatever `clock` says
         scheduler.add_job(
             self._job("poll", lambda: self._poll(rt, metrics)),
             "interval",
@@ -238,6 +239,9 @@ class Daemon:
             await self._publish(rt)
 
     async def _current_poller(self, rt: Runtime) -> Poller:
+        if self._poller_stale:
+            self._poller_stale = False
+            await self._close_poller()
         if self._poller is None:
             stack = AsyncExitStack()
             self._poller = await stack.enter_async_context(rt.poller())
@@ -321,8 +325,9 @@ class Daemon:
         rt.settings = self.settings = fresh
         app.app = self._app(rt, metrics)
         self._reschedule(fresh)
-        # The poller holds clients and limits built from the old settings.
-        asyncio.get_running_loop().create_task(self._close_poller())
+        # The poller holds clients and limits built from the old settings; a poll
+        # may be using them now, so the next poll replaces it.
+        self._poller_stale = True
         log.info(
             "config.reloaded",
             extra=logs.fields(
@@ -356,7 +361,9 @@ class Daemon:
         """Take no new work; give running jobs STOP_BUDGET, then cancel them (a
         cancelled delivery releases its leases); close the server."""
         log.info("daemon.stopping", extra=logs.fields(jobs=len(self._running_jobs)))
-        scheduler.shutdown(wait=False)
+        # Paused, not shut down yet: APScheduler's shutdown cancels running jobs,
+        # which must first get their chance to finish.
+        scheduler.pause()
         server.stop()
         running = set(self._running_jobs)
         if running:
@@ -364,6 +371,7 @@ class Daemon:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        scheduler.shutdown(wait=False)
         await serving
         await self._close_poller()
         log.info("daemon.stopped")

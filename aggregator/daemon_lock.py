@@ -74,3 +74,20 @@ def _read_pid(fd: int) -> str:
     """The holder's PID as written, or "unknown" (it may not have written it yet)."""
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     return text if text.isdigit() else "unknown"
+
+
+def daemon_running(data_dir: Path) -> bool:
+    """Does a `kairan run` hold this data directory's lock now?"""
+    path = data_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        # A shared lock conflicts only with the daemon's exclusive one.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock, if it was taken
+    return False

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from aggregator import config, fetch, outbox_view, tokens
 from aggregator.clock import Clock, SystemClock
+from aggregator.daemon_lock import daemon_running
 from aggregator.db import open_database, unit_of_work
 from aggregator.deliver import Channel, DeliveryPass
 from aggregator.errors import ConfigError
@@ -127,8 +128,15 @@ def open_runtime(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     create: bool = True,
+    checkpointer: bool = False,
 ) -> Iterator[Runtime]:
+    """``checkpointer``: this is the daemon's runtime (it holds the lock)."""
     db = open_database(settings.database_path, create=create)
+    if not checkpointer and daemon_running(settings.data_dir):
+        # The daemon is the only checkpointer while it runs: a CLI command's
+        # checkpoint could otherwise race the daemon's (issue 6, and the WAL
+        # reset bug of SQLite < 3.51.3). Its writes wait in the WAL.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
     try:
         with unit_of_work(db):
             sync_members(db, settings.members)

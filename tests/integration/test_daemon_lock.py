@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import signal
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.daemon_lock import DaemonLock, DaemonRunning
+from aggregator.daemon_lock import DaemonLock, DaemonRunning, daemon_running
 from aggregator.errors import UsageError
+from aggregator.runtime import open_runtime
+from tests.support import builders
 
 ROOT = Path(__file__).parents[2]
 HOLD = """
@@ -27,7 +30,9 @@ with DaemonLock(Path(sys.argv[1])):
 TRY = """
 import sys
 from pathlib import Path
-from aggregator.daemon_lock import DaemonLock, DaemonRunning
+from aggregator.daemon_lock import DaemonLock, DaemonRunning, daemon_running
+from aggregator.runtime import open_runtime
+from tests.support import builders
 try:
     DaemonLock(Path(sys.argv[1])).acquire()
 except DaemonRunning as e:
@@ -105,3 +110,30 @@ def test_released_lock_can_be_taken_again(tmp_path: Path) -> None:
     assert first.path.read_text() == ""
     with DaemonLock(first.path.parent) as again:
         assert again.path.read_text() == f"{os.getpid()}\n"
+
+
+def test_daemon_running_sees_the_holder_only_while_it_holds(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    assert daemon_running(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    assert not daemon_running(tmp_path)
+    assert not daemon_running(tmp_path / "never-used")
+
+
+def test_the_cli_leaves_checkpoints_to_a_running_daemon(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    """While a daemon holds the data directory, other connections never
+    checkpoint (issue 6: the daemon is the only checkpointer)."""
+    # The holder locks tmp_path itself: the data directory is that.
+    config = dataclasses.replace(builders.settings(tmp_path), data_dir=tmp_path)
+    with open_runtime(config) as cli:
+        assert cli.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    with open_runtime(config, checkpointer=True) as daemon:
+        assert daemon.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    with open_runtime(config) as alone:
+        assert alone.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,13 @@ import sqlite_utils
 from aggregator import backoff, fetch, logs, normalize, store
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
-from aggregator.errors import FeedError, FeedGone, RateLimited, UsageError
+from aggregator.errors import (
+    FeedError,
+    FeedGone,
+    RateLimited,
+    StoreError,
+    UsageError,
+)
 from aggregator.hostlimits import HostLimits
 from aggregator.ingest import FeedContext, IngestReport, PollRecord, ingest, save_poll
 from aggregator.models import (
@@ -42,7 +49,8 @@ log = logs.get("poller")
 @dataclass(frozen=True, slots=True)
 class MemberReport:
     member_id: str
-    kind: str  # "ok", "not_modified", "unchanged", "error" or "internal_error"
+    # "ok", "not_modified", "unchanged", "error", "internal_error" or "store_error"
+    kind: str
     duration: float  # seconds
     new: int = 0
     edited: int = 0
@@ -159,6 +167,20 @@ class Poller:
             report = await self.fetch_and_store(member, state, started, t0)
         except FeedError as e:
             report = self.record_failure(member, state, e, started, t0)
+        except (StoreError, sqlite3.OperationalError) as e:
+            # Our storage failed (a full disk, a locked or damaged file), not the
+            # member: its transaction rolled back, nothing about it is recorded,
+            # so its poll stays due and the next tick tries again, no backoff.
+            log.error("poll.store_failed", extra=logs.fields(member=member.id, error=e))
+            report = MemberReport(
+                member.id,
+                "store_error",
+                self.clock.monotonic() - t0,
+                error=str(e),
+                error_class="store",
+            )
+            if self.strict:
+                raise
         except Exception as e:
             log.exception(
                 "poll.internal_error",

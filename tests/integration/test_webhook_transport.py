@@ -23,14 +23,13 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from aggregator.clock import SystemClock
 from aggregator.settings import WebhookSettings
-from notifiers.errors import PermanentDeliveryError, TransientDeliveryError
-from notifiers.netguard import UnsafeDestination
-from notifiers.webhook import (
-    MAX_RESPONSE_BYTES,
+from notifiers.errors import (
     EndpointGone,
-    WebhookResponse,
-    WebhookTransport,
+    PermanentDeliveryError,
+    TransientDeliveryError,
 )
+from notifiers.netguard import UnsafeDestination
+from notifiers.webhook import MAX_RESPONSE_BYTES, WebhookResponse, WebhookTransport
 
 SECRET = "whsec_" + "cmVjZWl2ZXItc2VjcmV0LXJlY2VpdmVyLXNlY3JldA=="
 BODY = '{"type":"ping","data":{"message":"回覧板"}}'.encode()

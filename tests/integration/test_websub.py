@@ -11,8 +11,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from aggregator.cli.publish import ping_hub
-from aggregator.publish import PublishReport
+from aggregator.publish import PublishReport, ping_hub
 from aggregator.settings import PublishSettings
 from notifiers import websub
 from tests.support.builders import settings

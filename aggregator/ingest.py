@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 import sqlite_utils
 
 from aggregator import dedup, normalize, outbox, store
+from aggregator.audience import AudienceCache
 from aggregator.db import unit_of_work
 from aggregator.models import Candidate, EntryStatus, Member, Verdict
 from aggregator.store import FetchOutcome
@@ -50,6 +51,7 @@ class FeedContext:
     baseline_done: bool
     notify_backlog: bool
     default_tz: tzinfo
+    audience: AudienceCache | None = None  # the poller's, kept across feeds
 
 
 def record_poll(
@@ -144,7 +146,7 @@ def ingest(
                 now,
             )
         report = IngestReport(
-            deliveries=outbox.enqueue_articles(db, announce, now),
+            deliveries=outbox.enqueue_articles(db, announce, now, context.audience),
             new=tuple(new),
             edited=tuple(edited),
             unchanged=unchanged,

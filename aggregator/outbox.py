@@ -19,7 +19,7 @@ Delivery states::
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,15 +29,15 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from aggregator import subscribers
+from aggregator.audience import Audience, AudienceCache
 from aggregator.digest_schedule import next_due
-from aggregator.matching import Matcher, subject_for
+from aggregator.matching import subject_for
 from aggregator.models import (
     Article,
     Member,
     Schedule,
     Subscriber,
     SubscriberKind,
-    SubscriberState,
 )
 from aggregator.store import chunks, dict_rows
 from aggregator.timefmt import from_db_required, to_db
@@ -66,21 +66,6 @@ class NewArticle:
     article: Article
 
 
-@dataclass(frozen=True, slots=True)
-class Audience:
-    """The active subscribers, each with its compiled filter."""
-
-    subscribers: tuple[Subscriber, ...]
-    matchers: tuple[Matcher, ...]
-
-
-def load_audience(db: sqlite_utils.Database) -> Audience:
-    active = subscribers.list_subscribers(db, [SubscriberState.ACTIVE])
-    return Audience(
-        tuple(active), tuple(Matcher.from_filters(s.filters) for s in active)
-    )
-
-
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
@@ -91,20 +76,37 @@ def due_time(schedule: Schedule, timezone: str, now: datetime) -> datetime:
 
 
 def enqueue_articles(
-    db: sqlite_utils.Database, articles: Sequence[NewArticle], now: datetime
+    db: sqlite_utils.Database,
+    articles: Sequence[NewArticle],
+    now: datetime,
+    cache: AudienceCache | None = None,
 ) -> int:
     """One delivery per matching active subscriber and new article; returns rows added.
 
     Never-notify rules: only NEW articles reach here (not the baseline backlog,
     not edits), and an article published before a subscriber's `notify_since`
     is skipped for that subscriber. Idempotent: UNIQUE(entry, subscriber, channel).
+    A poller passes its `cache`, so the audience is not read again per feed.
     """
     if not articles:
         return 0
-    audience = load_audience(db)
-    rows: list[tuple[Any, ...]] = []
+    listeners = (cache or AudienceCache()).get(db)
+    before = db.conn.total_changes
+    db.conn.executemany(
+        """INSERT OR IGNORE INTO deliveries
+               (subscriber_id, entry_id, channel, due_at, created_at)
+           VALUES (?, ?, ?, ?, ?)""",
+        _rows(listeners, articles, now),
+    )
+    return db.conn.total_changes - before
+
+
+def _rows(
+    listeners: Audience, articles: Sequence[NewArticle], now: datetime
+) -> Iterator[tuple[int, int, str, str, str]]:
+    """The delivery rows, made as executemany takes them (never all in a list)."""
     stamp = to_db(now)
-    dues: dict[tuple[Schedule, str], str | None] = {}
+    dues: dict[tuple[Schedule, str], str] = {}
     for item in articles:
         subject = subject_for(
             item.member.id,
@@ -115,32 +117,17 @@ def enqueue_articles(
             item.article.summary_html,
         )
         published = item.article.published or now
-        for subscriber, matcher in zip(
-            audience.subscribers, audience.matchers, strict=True
-        ):
-            since = subscriber.notify_since
-            if since is None or published < since or not matcher.matches(subject):
+        for group in listeners.groups:
+            if not group.matcher.matches(subject):
                 continue
-            when = (subscriber.schedule, subscriber.timezone)
-            if when not in dues:
-                dues[when] = to_db(due_time(*when, now))
-            rows.append(
-                (
-                    subscriber.id,
-                    item.entry_id,
-                    channel_of(subscriber),
-                    dues[when],
-                    stamp,
-                )
-            )
-    before = db.conn.total_changes
-    db.conn.executemany(
-        """INSERT OR IGNORE INTO deliveries
-               (subscriber_id, entry_id, channel, due_at, created_at)
-           VALUES (?, ?, ?, ?, ?)""",
-        rows,
-    )
-    return db.conn.total_changes - before
+            for r in group.recipients:
+                if published < r.notify_since:
+                    continue
+                when = (r.schedule, r.timezone)
+                due = dues.get(when)
+                if due is None:
+                    due = dues[when] = to_db(due_time(*when, now))
+                yield (r.subscriber_id, item.entry_id, r.channel, due, stamp)
 
 
 def reschedule_unsent(

@@ -20,6 +20,7 @@ from functools import cached_property
 import sqlite_utils
 
 from aggregator import backoff, fetch, logs, normalize, store
+from aggregator.audience import AudienceCache
 from aggregator.clock import Clock
 from aggregator.db import unit_of_work
 from aggregator.errors import (
@@ -276,6 +277,11 @@ class Poller:
         )
 
     @cached_property
+    def audience(self) -> AudienceCache:
+        """Who is told of new articles, read again only when subscribers change."""
+        return AudienceCache()
+
+    @cached_property
     def members_by_id(self) -> dict[str, Member]:
         """Built once per poller, not once per polled feed."""
         return {m.id: m for m in self.settings.members}
@@ -288,6 +294,7 @@ class Poller:
             baseline_done=state.baseline_done,
             notify_backlog=self.settings.poll.notify_backlog,
             default_tz=self.settings.site.tz,
+            audience=self.audience,
         )
 
     def record_failure(

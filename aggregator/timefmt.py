@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import overload
+
+
+@overload
+def to_db(value: datetime) -> str: ...
+@overload
+def to_db(value: datetime | None) -> str | None: ...
+def to_db(value: datetime | None) -> str | None:
+    return None if value is None else _stamp(value)
 
 
 @lru_cache(maxsize=4096)  # one ingest formats the same `now` for every row
-def to_db(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def _stamp(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime cannot be stored")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

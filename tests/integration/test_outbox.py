@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import outbox, outbox_view, subscribers
+from aggregator.audience import AudienceCache
 from aggregator.db import unit_of_work
 from aggregator.models import (
     Article,
@@ -370,3 +371,63 @@ def test_find_takes_an_address_as_the_operator_types_it(world: World) -> None:
     stored = add_subscriber(db, "taro@xn--r8jz45g.jp", world.clock.now())
     assert subscribers.find(db, " taro@例え.JP ").id == stored.id
     assert subscribers.find(db, str(stored.id)).id == stored.id
+
+
+# --- the audience cache (aggregator/audience.py) ------------------------------------
+
+
+def test_the_audience_is_read_again_only_when_subscribers_change(
+    world: World,
+) -> None:
+    db, now = world.rt.db, world.clock.now()
+    cache = AudienceCache()
+    first = cache.get(db)
+    assert len(first) == 0
+    taro = add_subscriber(db, "taro@example.jp", now)
+    hanako = add_subscriber(db, "hanako@example.jp", now, filters=Filters(tags=("x",)))
+    second = cache.get(db)
+    assert second is not first
+    assert len(second) == 2 and len(second.groups) == 2  # noqa: PT018
+    assert cache.get(db) is second  # nothing changed: not read again
+    # A delivery's bookkeeping does not touch who is told …
+    with unit_of_work(db):
+        subscribers.record_bounce(db, taro.id, now, 5, "550 no such user")
+        subscribers.mark_reachable(db, taro.id)
+    assert cache.get(db) is second
+    # … a pause does, and so does a filter change.
+    with unit_of_work(db):
+        subscribers.pause(db, hanako.id, now)
+    assert [r.subscriber_id for g in cache.get(db).groups for r in g.recipients] == [
+        taro.id
+    ]
+    with unit_of_work(db):
+        subscribers.update(db, taro.id, subscribers.Changes(filters=Filters(("a",))))
+    assert cache.get(db).groups[0].matcher is not second.groups[0].matcher
+
+
+async def test_one_poller_tells_a_subscriber_added_between_two_feeds(
+    world: World,
+) -> None:
+    """The poller keeps its audience across feeds; one added meanwhile is not
+    missed (the version is read in the ingest transaction)."""
+    world.serve("/city.xml", OLD)
+    world.serve("/town.xml", OTHER)
+    await world.poll()  # the baseline
+    db = world.rt.db
+    async with world.rt.poller() as poller:
+        early = add_subscriber(db, "early@example.jp", fresh())
+        world.clock.advance(HOUR)
+        first = Item(note_key(5), "議会答弁の下書き支援", published=fresh(1))
+        world.serve("/city.xml", first, OLD)
+        await poller.run_cycle(("city",), force=True)
+        late = add_subscriber(db, "late@example.jp", world.clock.now())
+        world.clock.advance(HOUR)
+        second = Item(note_key(4), "窓口のAI案内", published=fresh(2))
+        world.serve("/town.xml", second, OTHER)
+        await poller.run_cycle(("town",), force=True)
+    told = {(d.subscriber_id, d.title) for d in outbox_view.list_deliveries(db)}
+    assert told == {
+        (early.id, first.title),
+        (early.id, second.title),
+        (late.id, second.title),
+    }

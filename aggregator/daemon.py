@@ -5,7 +5,8 @@ itself and a tick missed during a suspend runs once):
 
 - poll: every `daemon.poll_tick`, the members whose next poll is due (those
   times are data in `members`, not scheduler jobs); a cycle that stored new or
-  edited articles republishes.
+  edited articles starts a republish beside it (one at a time; changes that
+  arrive meanwhile are folded into the next one).
 - deliver: every `daemon.deliver_tick`, one delivery pass over every channel.
 - housekeeping: daily at `daemon.housekeeping_hour` (site time): prune, back up,
   optimize, and the operator's report when something needs attention.
@@ -23,11 +24,12 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -84,6 +86,8 @@ class Daemon:
     _poller_stack: AsyncExitStack | None = None
     _poller: Poller | None = None
     _poller_stale: bool = False
+    _publish_due: bool = False
+    _publishing: asyncio.Task[None] | None = None
     _scheduler: AsyncIOScheduler | None = None
     url: str | None = None  # the HTTP server's, once started
     # Told of every cycle, delivery pass and publish (the demo narrates them).
@@ -203,7 +207,7 @@ class Daemon:
 
     def _job(
         self, name: str, work: Callable[[], Awaitable[None]]
-    ) -> Callable[[], Awaitable[None]]:
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
         """A job that never kills the daemon: an error is logged and the next
         tick tries again (a full disk, a locked database, an SMTP outage)."""
 
@@ -236,6 +240,19 @@ class Daemon:
         metrics.observe_cycle(cycle)
         self._tell(cycle)
         if cycle.changed or not (rt.settings.public_dir / "index.html").exists():
+            self._want_publish(rt)
+
+    def _want_publish(self, rt: Runtime) -> None:
+        """Republish soon, without holding up the next poll (a publish of a big
+        site takes tens of seconds); changes meanwhile fold into one more."""
+        self._publish_due = True
+        if self._publishing is None or self._publishing.done():
+            job = self._job("publish", lambda: self._publish_while_due(rt))
+            self._publishing = asyncio.create_task(job())
+
+    async def _publish_while_due(self, rt: Runtime) -> None:
+        while self._publish_due and not self._stopping.is_set():
+            self._publish_due = False
             await self._publish(rt)
 
     async def _current_poller(self, rt: Runtime) -> Poller:

@@ -51,7 +51,7 @@ from aggregator.settings import (
 )
 
 Say = Callable[[str], None]
-STEP_TIMEOUT = 30.0  # seconds each step of the story may take
+STEP_TIMEOUT = 60.0  # seconds each step of the story may take (slow CI machines)
 REPORT_KINDS = (CycleReport, DeliveryReport, PublishReport)
 MAX_IDLE_TICKS = 100  # reports of the daemon that are not yet the awaited step
 

@@ -36,11 +36,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator import (
     __version__,
-    attention,
-    compose,
     config,
     housekeeping,
     logs,
+    operator_mail,
     publish,
 )
 from aggregator.clock import Clock, SystemClock
@@ -56,7 +55,6 @@ from aggregator.runtime import Runtime, open_runtime
 from aggregator.server import Server, build_app
 from aggregator.settings import Settings
 from aggregator.store import sync_members
-from notifiers import operator_report
 
 log = logs.get("daemon")
 Report = CycleReport | DeliveryReport | PublishReport
@@ -299,30 +297,7 @@ class Daemon:
     async def _housekeeping(self, rt: Runtime) -> None:
         now = self.clock.now()
         await asyncio.to_thread(housekeeping.run, rt.settings, now)
-        await self._report_to_operator(rt, now)
-
-    async def _report_to_operator(self, rt: Runtime, now: datetime) -> None:
-        settings = rt.settings
-        recipient = settings.operator.email
-        if recipient is None:
-            return
-        items = attention.gather(rt.db, settings, now)
-        if not items:
-            return
-        rt.require_sender()
-        report = operator_report.OperatorReport(
-            settings.site.title, now, settings.site.tz, tuple(items)
-        )
-        host = compose.site_host(settings)
-        message = operator_report.report_message(
-            report,
-            settings.email.from_address,
-            recipient,
-            f"<health-{now:%Y%m%d}@{host}>",
-        )
-        async with rt.smtp() as mailer:
-            await mailer.send(settings.email.from_address, recipient, message)
-        log.info("operator.reported", extra=logs.fields(items=len(items)))
+        await operator_mail.send_report(rt, now)
 
     # --- signals -------------------------------------------------------------------
 

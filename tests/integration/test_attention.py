@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 import sqlite_utils
 from typer.testing import CliRunner
 
-from aggregator import store, subscribers
+from aggregator import operator_mail, store, subscribers
 from aggregator.attention import gather
 from aggregator.cli import app
 from aggregator.clock import SystemClock
@@ -25,13 +26,15 @@ from aggregator.models import (
     SubscriberKind,
     SubscriberState,
 )
+from aggregator.runtime import Runtime
 from aggregator.sandbox.smtp_sink import SmtpSink
-from aggregator.settings import Settings
+from aggregator.settings import OperatorSettings, Settings
 from aggregator.timefmt import to_db
 from notifiers.email import SmtpTransport
 from notifiers.operator_report import AttentionKind, OperatorReport, report_message
 from tests.integration.smtp_fixtures import SENDER, email_settings
 from tests.support.builders import member, settings
+from tests.support.clock import FixedClock
 from tests.support.followers import EVERYTHING, KEY, add_subscriber
 
 NOW = datetime(2025, 3, 5, 0, 0, tzinfo=UTC)
@@ -368,3 +371,26 @@ async def test_the_report_arrives_intact(
     assert "自治体AI回覧板 health report, 2025-03-05 09:00 (Asia/Tokyo)" in body
     assert "HTTP 410 — フィードは削除されました (gone)" in body
     assert "`kairan members resume a`" in body
+
+
+async def test_the_daily_report_goes_out_only_when_something_needs_attention(
+    tmp_path: Path, db: sqlite_utils.Database
+) -> None:
+    """operator_mail.send_report, as the daemon's housekeeping calls it."""
+    with SmtpSink() as sink:
+        base = configured(tmp_path, db, "a")
+        quiet = dataclasses.replace(base, email=email_settings(sink))
+        wanted = dataclasses.replace(quiet, operator=OperatorSettings(OPERATOR))
+        clock = FixedClock(NOW)
+        unaddressed = Runtime(quiet, db, clock)
+        addressed = Runtime(wanted, db, clock)
+        assert await operator_mail.send_report(addressed, NOW) == 0  # all is well
+        poll(db, "a", NOW, error="HTTP 410", gone=True)
+        assert await operator_mail.send_report(unaddressed, NOW) == 0  # no address
+        assert sink.messages == []
+        assert await operator_mail.send_report(addressed, NOW) == 1
+        [received] = sink.wait_for(1)
+    assert received.rcpt_tos == (OPERATOR,)
+    parsed = BytesParser(policy=policy.default).parsebytes(received.data)
+    assert parsed["Subject"].endswith("1 thing needs attention")
+    assert parsed["Message-ID"] == "<health-20250305@localhost>"

@@ -294,12 +294,19 @@ class DeliveryPass:
         bytes), so the worst case stays one identical duplicate per message.
         """
         now = self.clock.now()
+        sent = [a.claim for a in attempts if a.error is None]
         with unit_of_work(self.db):
+            # The common case in bulk: one statement for all sent messages.
+            outbox.mark_all_sent(self.db, sent, now)
+            for subscriber_id in {c.subscriber.id for c in sent}:
+                subscribers.mark_reachable(self.db, subscriber_id)
             results = [self._outcome(channel, a, now) for a in attempts]
         for attempt, result in zip(attempts, results, strict=True):
             level = {"sent": logging.INFO, "retry": logging.WARNING}.get(
                 result.outcome, logging.ERROR
             )
+            if not log.isEnabledFor(level):
+                continue
             more = {} if result.error is None else {"error": result.error}
             log.log(
                 level,
@@ -309,10 +316,9 @@ class DeliveryPass:
         return results
 
     def _outcome(self, channel: Channel, attempt: Attempt, now: datetime) -> SendResult:
+        """A failed attempt's outcome, written; a sent one is already written."""
         claim, error = attempt.claim, attempt.error
         if error is None:
-            outbox.mark_sent(self.db, claim, now)
-            subscribers.mark_reachable(self.db, claim.subscriber.id)
             return self._result(claim, "sent")
         problem = str(error)
         if claim.channel == "webhook" and self._endpoint_failed(claim, error, now):

@@ -390,8 +390,18 @@ def fix_payload(db: sqlite_utils.Database, claim: Claim, payload: bytes) -> Clai
 # --- outcomes -----------------------------------------------------------------
 
 
-def mark_sent(db: sqlite_utils.Database, claim: Claim, now: datetime) -> None:
-    _finish(db, claim, "sent", None, sent_at=now)
+def mark_all_sent(
+    db: sqlite_utils.Database, claims: Sequence[Claim], now: datetime
+) -> None:
+    """These messages went out: one statement for a chunk's worth."""
+    stamp = to_db(now)
+    # Only rows still held by the batch: an unsubscribe may have cancelled them.
+    db.conn.executemany(
+        """UPDATE deliveries SET state = 'sent', last_error = NULL,
+               lease_until = NULL, sent_at = ?
+           WHERE batch_id = ? AND state = 'sending'""",
+        [(stamp, c.batch_id) for c in claims],
+    )
 
 
 def mark_retry(
@@ -408,21 +418,19 @@ def _finish(
     db: sqlite_utils.Database,
     claim: Claim,
     state: str,
-    error: str | None,
+    error: str,
     *,
-    sent_at: datetime | None = None,
     due_at: datetime | None = None,
 ) -> None:
+    """A failed attempt's outcome (a sent one: `mark_all_sent`)."""
     # Only rows still held by this batch: an unsubscribe may have cancelled them.
     db.execute(
         """UPDATE deliveries SET state = :state, last_error = :error,
-               lease_until = NULL, sent_at = coalesce(:sent_at, sent_at),
-               due_at = coalesce(:due_at, due_at)
+               lease_until = NULL, due_at = coalesce(:due_at, due_at)
            WHERE batch_id = :batch AND state = 'sending'""",
         {
             "state": state,
             "error": error,
-            "sent_at": to_db(sent_at),
             "due_at": to_db(due_at),
             "batch": claim.batch_id,
         },

@@ -296,7 +296,7 @@ async def test_outcomes_sent_retry_failed_and_retry_now(world: World) -> None:
     sent, later, dead = sorted(world.claim(), key=lambda c: c.subscriber.address)
     db, now = world.rt.db, world.clock.now()
     with unit_of_work(db):
-        outbox.mark_sent(db, sent, now)
+        outbox.mark_all_sent(db, [sent], now)
         outbox.mark_retry(db, later, "451 try later", now + timedelta(minutes=5))
         outbox.mark_failed(db, dead, "550 no such user")
     assert [s for _, _, s in states(db)] == ["sent", "retry", "failed"]

@@ -172,26 +172,24 @@ class Daemon:
     def _schedule(self, rt: Runtime, metrics: Metrics) -> AsyncIOScheduler:
         ticks = self.settings.daemon
         scheduler = AsyncIOScheduler(timezone=self.settings.site.tz)
+        # A job never overlaps itself; ticks missed (a suspend, a long job) run
+        # once, not once each.
         options = {"max_instances": 1, "coalesce": True}
         now = rt.wall.now()  # the scheduler ticks in real time, whatever `clock` says
-        scheduler.add_job(
-            self._job("poll", lambda: self._poll(rt, metrics)),
-            "interval",
-            seconds=ticks.poll_tick,
-            id="poll",
-            next_run_time=now,
-            misfire_grace_time=ticks.poll_tick,
-            **options,
-        )
-        scheduler.add_job(
-            self._job("deliver", lambda: self._deliver(rt, metrics)),
-            "interval",
-            seconds=ticks.deliver_tick,
-            id="deliver",
-            next_run_time=now,
-            misfire_grace_time=ticks.deliver_tick,
-            **options,
-        )
+        ticking: dict[str, tuple[int, Callable[[], Awaitable[None]]]] = {
+            "poll": (ticks.poll_tick, lambda: self._poll(rt, metrics)),
+            "deliver": (ticks.deliver_tick, lambda: self._deliver(rt, metrics)),
+        }
+        for name, (seconds, work) in ticking.items():
+            scheduler.add_job(
+                self._job(name, work),
+                "interval",
+                seconds=seconds,
+                id=name,
+                next_run_time=now,
+                misfire_grace_time=seconds,
+                **options,
+            )
         scheduler.add_job(
             self._job("housekeeping", lambda: self._housekeeping(rt)),
             "cron",

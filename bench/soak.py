@@ -8,60 +8,50 @@ real time, so the SPEC's minimum poll interval (300 s) is 30 real seconds. The
 feed server (bench/server.py) and the SMTP sink (the sandbox's, writing .eml
 files) are processes of their own. After a real minute of warm-up (the baseline
 poll), 5% of the feeds gain one article at the start of every real minute.
-Reported against the issue's targets: the daemon's RSS at the first burst and at
-the end (growth < 10%), deliveries expected vs made (equal), and the p95 delay
-from an article's appearance on the feed server to its immediate mail.
+After the last burst's minute the daemon runs on until it owes nothing the run
+should have sent (bench/soak_drain.py; at most `DRAIN_MAX`), then SIGTERM and the
+count. Reported against the issue's targets: the daemon's RSS at the first burst
+and at the stop (growth < 10%), deliveries expected vs made (equal), and the p95
+delay from an article's appearance on the feed server to its immediate mail.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import socket
-import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aggregator import config
 from aggregator.clock import SystemClock
-from bench import report, soak_setup
+from bench import soak_setup
 from bench.feeds import FeedSet
 from bench.poll import member_id
 from bench.report import progress, workspace
 from bench.server import ServerProcess
-from bench.soak_daemon import FastClock
-from bench.soak_procs import Memory, Process, Sink, sample
+from bench.soak_daemon import MARK
+from bench.soak_drain import owed, polled_members
+from bench.soak_procs import Process, Sink, sample
+from bench.soak_report import GROWTH_TARGET, Run, figures, show, summary_line
 from bench.soak_setup import SPEED, Article, ChangingFeeds, Timeline
 from bench.soak_tally import Tally, read_mail, read_rows, tally
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-GROWTH_TARGET = 0.10
 SAMPLE_EVERY = 5.0  # real seconds between RSS samples
 STEP = 0.5  # real seconds the driver sleeps at most between looks
 START_WAIT = 60.0  # real seconds for the daemon to log daemon.started
-
-
-@dataclass
-class Run:
-    """What the driver saw while the daemon ran."""
-
-    timeline: Timeline
-    clock: FastClock
-    articles: list[Article] = field(default_factory=list)
-    memory: list[Memory] = field(default_factory=list)
-    start_memory: Memory | None = None  # just before the first burst
-    baseline_s: float | None = None  # real seconds until every member was polled
-    reloads: list[float] = field(default_factory=list)  # real seconds per reload
-    problems: list[str] = field(default_factory=list)
-    exit_code: int | None = None
-    stop_s: float = 0.0
+DRAIN_MAX = 180.0  # real seconds the daemon gets after the run to owe nothing
+DRAIN_LOOK = 2.0  # real seconds between looks at what it owes (a full scan)
+Save = Callable[[Run], None]
 
 
 def free_port() -> int:
@@ -69,17 +59,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def polled_members(database: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM members WHERE last_success_at IS NOT NULL"
-            ).fetchone()
-    except sqlite3.Error:
-        return 0
-    return int(row[0])
 
 
 def wait_started(log: Path, daemon: Process) -> None:
@@ -91,29 +70,43 @@ def wait_started(log: Path, daemon: Process) -> None:
     raise RuntimeError(f"the daemon did not start; see {log}")
 
 
+def watch(
+    run: Run, daemon: Process, until: float, look: Callable[[float], bool]
+) -> bool:
+    """RSS every few seconds and ``look(now)`` every step, until the monotonic
+    ``until`` or ``look`` says done (True); False if the daemon died first."""
+    next_sample = time.monotonic()
+    while (now := time.monotonic()) < until:  # bounded by `until`
+        if not daemon.alive():
+            run.problems.append(
+                f"the daemon exited early, at {now - run.clock.origin_mono:.0f} s"
+            )
+            return False
+        if now >= next_sample:
+            run.memory.append(sample(daemon.pid, now - run.clock.origin_mono))
+            next_sample += SAMPLE_EVERY
+        if look(now):
+            return True
+        time.sleep(max(0.0, min(STEP, until - time.monotonic())))
+    return True
+
+
 def drive(
     run: Run,
     daemon: Process,
     feeds: ChangingFeeds,
     server: ServerProcess,
     database: Path,
-    members: int,
-) -> None:
-    """Bursts at the start of each real minute, RSS every few seconds, until the end."""
+    save: Save,
+    tracing: bool,
+) -> bool:
+    """A burst at the start of each real minute until the run's end."""
     rng = random.Random(61)
     clock, timeline = run.clock, run.timeline
     bursts = [clock.mono_at(timeline.burst(k)) for k in range(timeline.minutes)]
-    end = clock.mono_at(timeline.end)
-    next_sample = time.monotonic()
-    while (now := time.monotonic()) < end:  # bounded: the run's end
-        if not daemon.alive():
-            run.problems.append(
-                f"the daemon exited early, at {now - clock.origin_mono:.0f} s"
-            )
-            return
-        if now >= next_sample:
-            run.memory.append(sample(daemon.pid, now - clock.origin_mono))
-            next_sample += SAMPLE_EVERY
+
+    def look(now: float) -> bool:
+        members = feeds.feeds.count
         if run.baseline_s is None and polled_members(database) == members:
             run.baseline_s = now - clock.origin_mono
         if bursts and now >= bursts[0]:
@@ -122,9 +115,40 @@ def drive(
                 run.start_memory = sample(daemon.pid, now - clock.origin_mono)
                 if run.baseline_s is None:
                     run.problems.append("the baseline poll had not finished at burst 1")
+                if tracing:  # the baseline snapshot (bench/soak_daemon.py)
+                    os.kill(daemon.pid, signal.SIGUSR1)
             burst(run, feeds, server, rng)
-        time.sleep(max(0.0, min(STEP, end - time.monotonic())))
-    run.memory.append(sample(daemon.pid, time.monotonic() - clock.origin_mono))
+            save(run)
+        return False
+
+    alive = watch(run, daemon, clock.mono_at(timeline.end), look)
+    if alive:
+        now = time.monotonic() - clock.origin_mono
+        run.run_end_memory = sample(daemon.pid, now)
+    return alive
+
+
+def drain(run: Run, daemon: Process, database: Path) -> None:
+    """Keep the daemon running until it owes nothing the run should have sent."""
+    started = time.monotonic()
+    until = min(started + DRAIN_MAX, run.clock.mono_at(run.timeline.next_digest))
+    urls = [a.url for a in run.articles]
+    next_look = started
+
+    def look(now: float) -> bool:
+        nonlocal next_look
+        if now < next_look:
+            return False
+        next_look = now + DRAIN_LOOK
+        run.owed_at_stop = owed(database, urls, run.timeline.end)
+        return not run.owed_at_stop
+
+    if watch(run, daemon, until, look) and run.owed_at_stop:
+        run.problems.append(
+            f"still owed after {time.monotonic() - started:.0f} s: {run.owed_at_stop}"
+        )
+    run.drain_s = time.monotonic() - started
+    run.memory.append(sample(daemon.pid, time.monotonic() - run.clock.origin_mono))
 
 
 def burst(
@@ -144,12 +168,20 @@ def burst(
     progress(f"burst {len(run.reloads)}: {len(changed)} feeds changed at {at:%H:%M:%S}")
 
 
-def soak(args: argparse.Namespace, work: Path) -> tuple[Run, Tally, dict[str, int]]:
+def daemon_argv(path: Path, run: Run, tracing: bool) -> list[str]:
+    argv = [sys.executable, "-m", "bench.soak_daemon", "--config", str(path)]
+    argv += ["--origin", run.timeline.origin.isoformat()]
+    argv += ["--origin-mono", repr(run.clock.origin_mono), "--speed", repr(SPEED)]
+    return argv + (["--tracemalloc"] if tracing else [])
+
+
+def soak(
+    args: argparse.Namespace, work: Path, save: Save
+) -> tuple[Run, Tally, dict[str, int]]:
     feedset = FeedSet(work / "feeds", args.feeds, 20)
     feeds = ChangingFeeds(feedset)
     feeds.write_all()
-    timeline = Timeline.starting_before(SystemClock().now(), args.minutes)
-    made = []
+    timeline = Timeline.starting_near(SystemClock().now(), args.minutes)
     with ExitStack() as stack:
         server = stack.enter_context(
             ServerProcess(feedset.directory, args.latency, ROOT)
@@ -163,191 +195,61 @@ def soak(args: argparse.Namespace, work: Path) -> tuple[Run, Tally, dict[str, in
             encoding="utf-8",
         )
         settings = config.load_settings(path)
+        database = settings.database_path
         made = soak_setup.followers(args.subscribers, args.feeds, timeline)
         soak_setup.add_followers(settings, made, timeline.origin)
         progress(
             f"{args.feeds} feeds, {len(made)} subscribers; daemon clock from "
             f"{timeline.origin:%Y-%m-%d %H:%M:%S} UTC at {SPEED:g}×"
         )
-        origin_mono = time.monotonic()
-        run = Run(timeline, timeline.clock(origin_mono))
+        run = Run(timeline, timeline.clock(time.monotonic()))
         log_path = work / "daemon.log"
         log = stack.enter_context(log_path.open("wb"))
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.soak_daemon",
-            "--config",
-            str(path),
-            "--origin",
-            timeline.origin.isoformat(),
-            "--origin-mono",
-            repr(origin_mono),
-            "--speed",
-            repr(SPEED),
-        ]
+        argv = daemon_argv(path, run, args.tracemalloc)
         daemon = stack.enter_context(Process(argv, ROOT, log))
         wait_started(log_path, daemon)
-        drive(run, daemon, feeds, server, settings.database_path, args.feeds)
+        if drive(run, daemon, feeds, server, database, save, args.tracemalloc):
+            progress("the run is over; draining what the daemon still owes")
+            drain(run, daemon, database)
+            progress(f"drained in {run.drain_s:.1f} s; owed at stop {run.owed_at_stop}")
         run.exit_code, run.stop_s = daemon.stop()
         if run.exit_code != 0:
             run.problems.append(f"the daemon exited {run.exit_code} on SIGTERM")
         sink.stop()
-        counted = tally(
-            run.articles,
-            made,
-            timeline.end,
-            read_rows(settings.database_path),
-            read_mail(work / "mail"),
-        )
-        logged = log_lines(log_path)
+        logged, run.tracemalloc = log_lines(log_path)
+        save(run)
+        counted = count(run, made, database, work / "mail")
     return run, counted, logged
 
 
-def log_lines(path: Path) -> dict[str, int]:
-    """Warnings and errors the daemon logged, by event ("DATE TIME LEVEL EVENT …")."""
+def count(
+    run: Run, made: Sequence[soak_setup.Follower], database: Path, mail: Path
+) -> Tally:
+    started = time.perf_counter()
+    rows = read_rows(database)
+    read = time.perf_counter()
+    mails = read_mail(mail)
+    parsed = time.perf_counter()
+    counted = tally(run.articles, made, run.timeline.end, rows, mails)
+    progress(
+        f"counted {len(rows)} rows ({read - started:.1f} s) and {len(mails)}"
+        f" messages ({parsed - read:.1f} s) in {time.perf_counter() - started:.1f} s"
+    )
+    return counted
+
+
+def log_lines(path: Path) -> tuple[dict[str, int], list[str]]:
+    """Warnings and errors the daemon logged, by event ("DATE TIME LEVEL EVENT …"),
+    and its tracemalloc dumps."""
     events: dict[str, int] = {}
+    traced = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         words = line.split()
-        if len(words) > 3 and words[2] in ("warning", "error"):
+        if words[:1] == [MARK]:
+            traced.append(line.removeprefix(MARK).strip())
+        elif len(words) > 3 and words[2] in ("warning", "error"):
             events[words[3]] = events.get(words[3], 0) + 1
-    return events
-
-
-# --- the report ----------------------------------------------------------------------
-
-
-def mb(kb: int) -> str:
-    return f"{kb / 1024:.1f}"
-
-
-def growth(start: Memory | None, end: Memory | None, total: bool) -> float | None:
-    """end / start - 1 of the daemon's RSS (with its parse workers: ``total``)."""
-    if start is None or end is None:
-        return None
-    before, after = (
-        (start.total_kb, end.total_kb) if total else (start.rss_kb, end.rss_kb)
-    )
-    return after / before - 1 if before else None
-
-
-def _met(ok: bool) -> str:
-    return "yes" if ok else "NO"
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1%}"
-
-
-def targets(run: Run, counted: Tally) -> list[list[str]]:
-    end = run.memory[-1] if run.memory else None
-    grown = growth(run.start_memory, end, total=False)
-    p95 = counted.percentile(0.95)
-    digests = counted.messages["daily"] + counted.messages["weekly"]
-    expected, queued = counted.expected_sent, counted.expected_queued
-    return [
-        ["figure", "value", "target", "met"],
-        [
-            "RSS growth, daemon (burst 1 → end)",
-            _share(grown),
-            f"< {GROWTH_TARGET:.0%}",
-            _met(grown is not None and grown < GROWTH_TARGET),
-        ],
-        [
-            "RSS growth, with parse workers",
-            _share(growth(run.start_memory, end, total=True)),
-            "-",
-            "-",
-        ],
-        ["deliveries expected in the run", str(expected), "-", "-"],
-        [
-            "  rows sent (outbox)",
-            str(counted.db_sent),
-            "= expected",
-            _met(counted.db_sent == expected),
-        ],
-        [
-            "  (recipient, article) in sink mail",
-            str(counted.sink_pairs),
-            "= expected",
-            _met(counted.sink_pairs == expected),
-        ],
-        [
-            "digest rows queued past the run",
-            f"{counted.db_queued} of {queued}",
-            "= expected",
-            _met(counted.db_queued == queued),
-        ],
-        [
-            "digest messages",
-            str(digests),
-            f"= {counted.expected_digests}",
-            _met(digests == counted.expected_digests),
-        ],
-        ["immediate delay p95, real s", "-" if p95 is None else f"{p95:.1f}", "-", "-"],
-        [
-            "immediate delay p95, daemon s",
-            "-" if p95 is None else f"{p95 * SPEED:.0f}",
-            "-",
-            "-",
-        ],
-    ]
-
-
-def memory_line(memory: Sequence[Memory], start: Memory | None) -> str:
-    if not memory or start is None:
-        return "RSS: no samples"
-    first, end = memory[0], memory[-1]
-    peak = max(memory, key=lambda m: m.total_kb)
-    parts = [("after start-up", first), ("at burst 1", start), ("peak", peak)]
-    parts.append(("end", end))
-    text = ", ".join(f"{n} {mb(m.rss_kb)} / {mb(m.total_kb)}" for n, m in parts)
-    return f"RSS MB (daemon / with parse workers): {text}"
-
-
-def show(
-    args: argparse.Namespace, run: Run, counted: Tally, logged: dict[str, int]
-) -> dict[str, Any]:
-    """Print the figures against their targets; return them all (for the JSON)."""
-    end = run.memory[-1] if run.memory else None
-    print(
-        f"soak: {args.minutes} min, {args.feeds} feeds (5%/min), {args.subscribers}"
-        f" subscribers, daemon clock {SPEED:g}× (poll.interval 300 s ="
-        f" {300 / SPEED:g} s real)"
-    )
-    print(memory_line(run.memory, run.start_memory))
-    print(
-        f"baseline poll {run.baseline_s or 0:.1f} s; feed reload"
-        f" ≤ {max(run.reloads, default=0):.2f} s; SIGTERM → exit {run.exit_code}"
-        f" in {run.stop_s:.1f} s"
-    )
-    print(f"articles published {len(run.articles)}; messages {dict(counted.messages)}")
-    print(report.table(targets(run, counted)))
-    problems = run.problems + counted.problems
-    print("\n".join(["PROBLEMS:", *problems]) if problems else "deliveries: all equal")
-    if logged:
-        print(f"daemon warnings/errors by event: {logged}")
-    return {
-        "machine": report.machine(),
-        "args": {
-            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-        },
-        "speed": SPEED,
-        "origin": run.timeline.origin.isoformat(),
-        "digest_moments": [m.isoformat() for m in run.timeline.digest_moments()],
-        "baseline_s": run.baseline_s,
-        "reload_max_s": max(run.reloads, default=None),
-        "stop_s": run.stop_s,
-        "exit_code": run.exit_code,
-        "articles": len(run.articles),
-        "memory": [asdict(m) for m in run.memory],
-        "memory_start": asdict(run.start_memory) if run.start_memory else None,
-        "rss_growth": growth(run.start_memory, end, total=False),
-        "rss_growth_with_workers": growth(run.start_memory, end, total=True),
-        "deliveries": counted.summary(),
-        "daemon_log": logged,
-        "problems": problems,
-    }
+    return events, traced
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -358,6 +260,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--subscribers", type=int, default=1000, help="subscribers; 1000")
     add("--quick", action="store_true", help="2 minutes, 200 feeds, 200 subscribers")
     add("--latency", type=float, default=50.0, help="feed server ms per response; 50")
+    add("--tracemalloc", action="store_true", help="trace the daemon's allocations")
     add("--json", type=Path, metavar="FILE", help="default bench/results/soak-N.json")
     add("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
@@ -372,19 +275,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def write(target: Path, data: dict[str, Any]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    target.write_text(text, encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with workspace(args.keep) as work:
-        run, counted, logged = soak(args, work)
-    figures = show(args, run, counted, logged)
     target = args.json or RESULTS / f"soak-{args.feeds}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(
-        json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    with workspace(args.keep) as work:
+        # Saved after each burst and at the stop, before the count: the RSS
+        # series survives a count or a driver that fails.
+        run, counted, logged = soak(
+            args, work, lambda r: write(target, figures(args, r, None, None))
+        )
+    print(summary_line(args))
+    show(run, counted, logged)
+    result = figures(args, run, counted, logged)
+    write(target, result)
     progress(f"figures written to {target}")
-    growth = figures["rss_growth"]
-    ok = not figures["problems"] and growth is not None and growth < GROWTH_TARGET
+    growth = result["rss_growth"]
+    ok = not result["problems"] and growth is not None and growth < GROWTH_TARGET
     return 0 if ok else 1
 
 

@@ -52,28 +52,31 @@ class Timeline:
     minutes: int
 
     @classmethod
-    def starting_before(cls, now: datetime, minutes: int) -> Timeline:
-        """T0 at most an hour before ``now``, so that an hour boundary falls
+    def starting_near(cls, now: datetime, minutes: int) -> Timeline:
+        """T0 within an hour of ``now``, so that an hour boundary falls
         `DIGEST_AFTER` after the third burst (the second for shorter runs).
 
-        Not after ``now``: the daemon hands its clock's time to APScheduler
-        (wall time) as the first run; a future one would delay the first tick.
+        The daemon's scheduler ticks on the real clock, so T0 may be before or
+        after real time: only the injected clock follows it.
         """
         burst = min(2, minutes - 1)
         lead = timedelta(seconds=WARM_UP + burst * MINUTE + DIGEST_AFTER)
         hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        origin = hour + timedelta(hours=1) - lead
-        while origin > now:  # bounded: one or two steps back
-            origin -= timedelta(hours=1)
-        return cls(origin, minutes)
+        return cls(hour + timedelta(hours=1) - lead, minutes)
 
     def burst(self, k: int) -> datetime:
         return self.origin + timedelta(seconds=WARM_UP + k * MINUTE)
 
     @property
     def end(self) -> datetime:
-        """A real minute after the last burst: its articles are all delivered."""
+        """A real minute after the last burst: the oracle's cut (a digest due by
+        then is sent in the run, a later one queued). The drain follows it."""
         return self.burst(self.minutes)
+
+    @property
+    def next_digest(self) -> datetime:
+        """The first hour boundary after the end: the drain stops before it."""
+        return self.digest_moments()[-1] + timedelta(hours=1)
 
     def digest_moments(self) -> list[datetime]:
         """The hour boundaries from T0 to the end: digests due within the run."""

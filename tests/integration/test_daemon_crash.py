@@ -38,6 +38,7 @@ from aggregator.runtime import open_runtime
 from aggregator.sandbox.feed_server import FeedServer, static_route
 from aggregator.sandbox.smtp_sink import SmtpSink
 from aggregator.sandbox.webhook_receiver import WebhookReceiver
+from tests.support import daemon as support
 from tests.support.daemon_child import ChildClock, free_port, spawn
 from tests.support.feeds import Item, note_feed, note_key
 from tests.support.followers import add_subscriber
@@ -61,43 +62,11 @@ KEY = re.compile(r"/n/(n[0-9a-f]{12})")
 
 
 def config_text(feeds: FeedServer, smtp_port: int, http_port: int) -> str:
-    members = "".join(
-        f'\n[[members]]\nid = "{m}"\nname = "{m}町"\nfeed = "{feeds.url(f"/{m}.xml")}"'
-        for m in MEMBERS
+    return support.config_text(
+        {m: feeds.url(f"/{m}.xml") for m in MEMBERS},
+        smtp_port=smtp_port,
+        server_port=http_port,
     )
-    return f"""
-[site]
-contact = "https://example.jp/contact"
-base_url = "https://kairan.example.jp/"
-
-[poll]
-interval = "5m"
-max_backoff = "5m"
-jitter = 0
-connect_timeout = 2
-timeout = 5
-parse_workers = 0
-
-[email]
-host = "127.0.0.1"
-port = {smtp_port}
-from = "kairan@example.jp"
-timeout = 5
-
-[webhooks]
-allow_private_addresses = true
-timeout = 5
-
-[daemon]
-poll_tick = 1
-deliver_tick = 1
-
-[server]
-port = {http_port}
-
-[storage]
-data_dir = "state"
-{members}"""
 
 
 @dataclass

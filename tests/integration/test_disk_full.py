@@ -33,6 +33,7 @@ from aggregator.runtime import open_runtime
 from aggregator.sandbox.feed_server import FeedServer, static_route
 from aggregator.sandbox.smtp_sink import SmtpSink
 from aggregator.settings import Settings
+from tests.support import daemon as support
 from tests.support.daemon_child import ChildClock, free_port, spawn
 from tests.support.feeds import Item, note_feed, note_key
 from tests.support.followers import add_subscriber
@@ -69,39 +70,9 @@ BURSTS = {
 
 
 def config_text(feed: str, smtp_port: int, http_port: int) -> str:
-    return f"""
-[site]
-contact = "https://example.jp/contact"
-base_url = "https://kairan.example.jp/"
-
-[poll]
-interval = "5m"
-jitter = 0
-connect_timeout = 2
-timeout = 5
-parse_workers = 0
-
-[email]
-host = "127.0.0.1"
-port = {smtp_port}
-from = "kairan@example.jp"
-timeout = 5
-
-[daemon]
-poll_tick = 1
-deliver_tick = 1
-
-[server]
-port = {http_port}
-
-[storage]
-data_dir = "state"
-
-[[members]]
-id = "city"
-name = "テスト市"
-feed = "{feed}"
-"""
+    return support.config_text(
+        {"city": feed}, smtp_port=smtp_port, server_port=http_port
+    )
 
 
 @dataclass

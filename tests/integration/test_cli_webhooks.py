@@ -29,7 +29,6 @@ from tests.support.feeds import Item, note_key
 from tests.support.webhooks import (
     body_of,
     free_port,
-    fresh,
     running_receiver,
     signatures,
     verifies,
@@ -84,11 +83,6 @@ def shared_receiver() -> Iterator[WebhookReceiver]:
         # Each in-process CLI run points the kairan logger at CliRunner's stderr,
         # closed once the run returns; the receiver's server logs as it stops.
         logs.setup(stream=sys.stderr)
-
-
-@pytest.fixture
-def receiver(shared_receiver: WebhookReceiver) -> Iterator[WebhookReceiver]:
-    yield from fresh(shared_receiver)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +22,9 @@ from tests.support.clock import FixedClock
 from tests.support.webhooks import (
     WebhookWorld,
     article,
-    fresh,
-    running_receiver,
     webhook_settings,
     webhook_world,
 )
-
-
-@pytest.fixture(scope="module")
-def shared_receiver() -> Iterator[WebhookReceiver]:
-    yield from running_receiver()
-
-
-@pytest.fixture
-def receiver(shared_receiver: WebhookReceiver) -> Iterator[WebhookReceiver]:
-    yield from fresh(shared_receiver)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,9 +37,7 @@ from tests.support.clock import FixedClock
 from tests.support.feeds import Item, note_feed, note_key
 from tests.support.webhooks import (
     free_port,
-    fresh,
     requests_for,
-    running_receiver,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -152,16 +150,6 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(WAIT)
     if proc.stderr is not None:
         proc.stderr.close()
-
-
-@pytest.fixture(scope="module")
-def shared_receiver() -> Iterator[WebhookReceiver]:
-    yield from running_receiver()
-
-
-@pytest.fixture
-def receiver(shared_receiver: WebhookReceiver) -> Iterator[WebhookReceiver]:
-    yield from fresh(shared_receiver)
 
 
 def test_killed_while_the_receiver_holds_the_post_redelivers_the_same_message(

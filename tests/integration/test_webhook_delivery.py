@@ -8,7 +8,7 @@ comes from `Runtime.wall`, the real clock the receiver checks it against.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,9 +34,7 @@ from tests.support.webhooks import (
     WebhookWorld,
     article,
     body_of,
-    fresh,
     requests_for,
-    running_receiver,
     signatures,
     verifies,
     webhook_settings,
@@ -51,16 +49,6 @@ OLD = article(1, "チャットボットの振り返り", START - timedelta(days=
 
 def at(hours: float) -> datetime:
     return START + timedelta(hours=hours)
-
-
-@pytest.fixture(scope="module")
-def shared_receiver() -> Iterator[WebhookReceiver]:
-    yield from running_receiver()
-
-
-@pytest.fixture
-def receiver(shared_receiver: WebhookReceiver) -> Iterator[WebhookReceiver]:
-    yield from fresh(shared_receiver)
 
 
 @pytest.fixture

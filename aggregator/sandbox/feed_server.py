@@ -29,8 +29,9 @@ from email.utils import formatdate, parsedate_to_datetime
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import unquote, urlsplit
+
+from aggregator.sandbox.service import Service
 
 _NO_BODY = frozenset({204, 304})
 _CHUNK = 16 * 1024  # chunk size of a chunked body when not dripping
@@ -305,7 +306,7 @@ def _quality(params: str) -> float:
     return 1.0
 
 
-class FeedServer:
+class FeedServer(Service):
     """A scripted HTTP server on 127.0.0.1: a context manager, or start()/stop()."""
 
     def __init__(self, port: int = 0, *, record: bool = True) -> None:
@@ -342,17 +343,6 @@ class FeedServer:
                 httpd.server_close()
             finally:
                 thread.join()
-
-    def __enter__(self) -> FeedServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

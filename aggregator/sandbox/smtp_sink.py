@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Any, AnyStr, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from aggregator.sandbox.service import Service
 
 Stage = Literal["mail", "rcpt", "data"]
 
@@ -333,7 +334,7 @@ class _Controller(Controller):
         return server
 
 
-class SmtpSink:
+class SmtpSink(Service):
     """A scripted SMTP server on 127.0.0.1: a context manager, or start()/stop().
 
     ``tls_context`` (a server context) offers STARTTLS, required before MAIL with
@@ -405,17 +406,6 @@ class SmtpSink:
             hang_up.result(_STOP_TIMEOUT)
         finally:
             controller.stop()
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def host(self) -> str:

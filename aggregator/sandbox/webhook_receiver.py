@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from standardwebhooks.webhooks import (
     EmptyWebhookSecretError,
@@ -49,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from aggregator.sandbox.service import Service
 from aggregator.sandbox.smtp_sink import _write_atomically
 from aggregator.server import Server
 
@@ -311,7 +311,7 @@ def _run(server: Server) -> None:
     asyncio.run(server.serve())
 
 
-class WebhookReceiver:
+class WebhookReceiver(Service):
     """A scripted webhook receiver on 127.0.0.1: a context manager, or start()/stop().
 
     ``secrets`` (``whsec_`` + base64) may be changed while it runs; a request
@@ -362,17 +362,6 @@ class WebhookReceiver:
         # Server.serve closes the socket on its way out, and uvicorn's graceful
         # shutdown is bounded, so this join is too.
         thread.join()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

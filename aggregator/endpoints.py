@@ -26,7 +26,7 @@ from aggregator.models import (
     SubscriberState,
 )
 from aggregator.settings import Settings
-from aggregator.timefmt import from_db_required, to_db
+from aggregator.timefmt import from_db, from_db_required, to_db
 from notifiers.netguard import UnsafeDestination, check_url
 
 # Standard Webhooks: the secret's form, base64 after it.
@@ -116,13 +116,20 @@ def live_secrets(
     db: sqlite_utils.Database, subscriber_id: int, now: datetime
 ) -> tuple[str, ...]:
     """The secrets that sign now, newest first (two during a rotation's overlap)."""
+    return tuple(secret for secret, _ in _live(db, subscriber_id, now))
+
+
+def _live(
+    db: sqlite_utils.Database, subscriber_id: int, now: datetime
+) -> list[tuple[str, str | None]]:
+    """(secret, expires_at) of the secrets that sign now, newest first."""
     rows = db.execute(
-        """SELECT secret FROM webhook_secrets
+        """SELECT secret, expires_at FROM webhook_secrets
            WHERE subscriber_id = ? AND (expires_at IS NULL OR expires_at > ?)
            ORDER BY id DESC""",
         [subscriber_id, to_db(now)],
     ).fetchall()
-    return tuple(row[0] for row in rows)
+    return [(row[0], row[1]) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +167,7 @@ def secret_expiries(
     db: sqlite_utils.Database, subscriber_id: int, now: datetime
 ) -> list[datetime | None]:
     """When each live secret stops signing (None: never), newest first."""
-    rows = db.execute(
-        """SELECT expires_at FROM webhook_secrets
-           WHERE subscriber_id = ? AND (expires_at IS NULL OR expires_at > ?)
-           ORDER BY id DESC""",
-        [subscriber_id, to_db(now)],
-    ).fetchall()
-    return [None if row[0] is None else from_db_required(row[0]) for row in rows]
+    return [from_db(expires) for _, expires in _live(db, subscriber_id, now)]
 
 
 # --- health ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,8 +62,7 @@ def prune(db: sqlite_utils.Database, settings: Settings, now: datetime) -> Prune
 
 def run(settings: Settings, now: datetime) -> HousekeepingReport:
     """The whole job, on a connection of its own (the daemon runs it in a thread)."""
-    db = open_database(settings.database_path, create=False)
-    try:
+    with closing(open_database(settings.database_path, create=False)) as db:
         with unit_of_work(db):
             pruned = prune(db, settings, now)
         copy = None
@@ -78,8 +78,6 @@ def run(settings: Settings, now: datetime) -> HousekeepingReport:
         # The daily TRUNCATE: the WAL file shrinks back instead of staying at its
         # high-water mark (automatic checkpoints only reuse it).
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
     log.info(
         "housekeeping.done",
         extra=logs.fields(

@@ -7,6 +7,7 @@ are pure.
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -199,11 +200,8 @@ def publish(
 
 def publish_fresh(settings: Settings, now: datetime) -> PublishReport:
     """`publish` on a connection of its own: the daemon runs it in a thread."""
-    db = open_database(settings.database_path, create=False)
-    try:
+    with closing(open_database(settings.database_path, create=False)) as db:
         return publish(db, settings, now)
-    finally:
-        db.close()
 
 
 async def ping_hub(settings: Settings, report: PublishReport) -> str | None:

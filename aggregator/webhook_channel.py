@@ -89,15 +89,20 @@ class WebhookChannel:
         article = webhook_article(outgoing.entries[0], self.members)
         return webhook_payload.article_body(article, outgoing.claim.created_at)
 
+    def _gate(self, subscriber_id: int) -> asyncio.Semaphore:
+        """The endpoint's own limit, made at its first send (not once per send)."""
+        gate = self._gates.get(subscriber_id)
+        if gate is None:
+            gate = asyncio.Semaphore(self.settings.webhooks.per_endpoint)
+            self._gates[subscriber_id] = gate
+        return gate
+
     async def send(self, outgoing: Outgoing) -> None:
         claim = outgoing.claim
         body = claim.payload if claim.payload is not None else self.payload(outgoing)
         if not outgoing.secrets:
             raise PermanentDeliveryError("the endpoint has no signing secret")
-        gate = self._gates.setdefault(
-            claim.subscriber.id, asyncio.Semaphore(self.settings.webhooks.per_endpoint)
-        )
-        async with gate:
+        async with self._gate(claim.subscriber.id):
             await self.poster.post(
                 claim.subscriber.address,
                 claim.message_id,

@@ -214,6 +214,18 @@ def due_subscribers(
     return [row[0] for row in db.execute(sql, params).fetchall()]
 
 
+def _due_rows_of(ids: Sequence[int], now: datetime) -> tuple[str, dict[str, Any]]:
+    """FROM … WHERE of the rows of these subscribers that are due now, and its
+    parameters (one placeholder per id; the caller adds its own conditions)."""
+    params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
+    marks = ", ".join(":" + p for p in params)
+    params["now"] = to_db(now)
+    rows = f"""FROM deliveries d {_BY_SUBSCRIBER}
+               JOIN subscribers s ON s.id = d.subscriber_id
+               WHERE d.subscriber_id IN ({marks}) AND {_DUE} AND {_SENDABLE}"""
+    return rows, params
+
+
 def due_count(
     db: sqlite_utils.Database,
     now: datetime,
@@ -223,12 +235,9 @@ def due_count(
     """How many rows of these subscribers are due now on this channel."""
     total = 0
     for ids in chunks(subscriber_ids):
-        params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
-        sql = f"""SELECT count(*) FROM deliveries d {_BY_SUBSCRIBER}
-                  JOIN subscribers s ON s.id = d.subscriber_id
-                  WHERE d.subscriber_id IN ({", ".join(":" + p for p in params)})
-                    AND d.channel = :channel AND {_DUE} AND {_SENDABLE}"""  # noqa: S608 (constant fragments)
-        params |= {"now": to_db(now), "channel": channel}
+        rows, params = _due_rows_of(ids, now)
+        sql = f"SELECT count(*) {rows} AND d.channel = :channel"
+        params["channel"] = channel
         total += int(db.execute(sql, params).fetchone()[0])
     return total
 
@@ -251,14 +260,9 @@ def plan(
         raise ValueError("a limit splits e-mail messages; only webhooks take one")
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for ids in chunks(subscriber_ids):
-        params: dict[str, Any] = {f"s{n}": i for n, i in enumerate(ids)}
+        rows, params = _due_rows_of(ids, now)
         sql = f"""SELECT d.id, d.subscriber_id, d.entry_id, d.channel, d.batch_id,
-                         d.attempts
-                  FROM deliveries d {_BY_SUBSCRIBER}
-                  JOIN subscribers s ON s.id = d.subscriber_id
-                  WHERE d.subscriber_id IN ({", ".join(":" + p for p in params)})
-                    AND {_DUE} AND {_SENDABLE}"""  # noqa: S608 (constant fragments)
-        params["now"] = to_db(now)
+                         d.attempts {rows}"""
         if channel is not None:
             sql += " AND d.channel = :channel"
             params["channel"] = channel
